@@ -1,0 +1,48 @@
+# The MNIST digit service.
+#   make serve      create .venv, train the model if var/data/ has none, serve it with gunicorn
+#   make test       the whole test suite, the full-accuracy check of the real model included
+#   make test-fast  the suite without the full-accuracy check (edit-test loop)
+#   make model      train var/data/mnist-cnn.keras if it is missing (make retrain: always)
+#   make samples    rewrite var/data/sample-*.png from the MNIST test split
+# Settings (environment or make VAR=...): HOST, PORT, WORKERS, MODEL_PATH, MNIST_DATA, EPOCHS, PYTHON.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+MODEL := var/data/mnist-cnn.keras
+EPOCHS ?= 8
+export HOST ?= 127.0.0.1
+export PORT ?= 5000
+
+.PHONY: serve test test-fast model retrain samples clean
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 10) else f"Python 3.11 is needed, {sys.executable} is {v[0]}.{v[1]}")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(MODEL): | $(INSTALLED)
+	$(BIN)/python train_mnist.py --epochs $(EPOCHS) --out $(MODEL)
+
+model: $(MODEL)
+
+retrain: | $(INSTALLED)
+	$(BIN)/python train_mnist.py --epochs $(EPOCHS) --out $(MODEL)
+
+serve: $(INSTALLED) $(MODEL)
+	$(BIN)/gunicorn -c gunicorn.conf.py server:app
+
+test: $(INSTALLED) $(MODEL)
+	$(BIN)/python -m pytest
+
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest -m "not accuracy"
+
+samples: $(INSTALLED)
+	$(BIN)/python make_samples.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache __pycache__ tests/__pycache__

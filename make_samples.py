@@ -1,0 +1,36 @@
+"""Write the sample digit images in var/data/ (sample-0.png ... sample-9.png).
+
+Each is the first image of that digit in the MNIST *test* split, saved as a 28x28 grayscale PNG
+exactly as MNIST stores it (white digit on black). Run: python make_samples.py [--data DIR]
+"""
+
+import argparse
+from pathlib import Path
+
+from PIL import Image
+
+import mnist_data
+
+SAMPLES_DIR = Path(__file__).resolve().parent / "var" / "data"
+
+
+def sample_indices(labels) -> dict[int, int]:
+    """The index of the first image of each digit 0-9 in a label array."""
+    return {digit: int((labels == digit).argmax()) for digit in range(10)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="folder of the MNIST IDX .gz files (as for train_mnist.py)")
+    parser.add_argument("--out", type=Path, default=SAMPLES_DIR)
+    args = parser.parse_args()
+    data = mnist_data.load_mnist(args.data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for digit, index in sample_indices(data.y_test).items():
+        path = args.out / f"sample-{digit}.png"
+        Image.fromarray(data.x_test[index]).save(path, optimize=True)
+        print(f"{path}: test image #{index}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The service over real HTTP: gunicorn with two uvicorn workers serving a small trained model."""
+
+import io
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+import model_input
+from make_samples import sample_indices
+
+
+def classify(server, content: bytes, filename="digit.png", field="file") -> httpx.Response:
+    return httpx.post(f"{server}/mnist/classify", files={field: (filename, content)}, timeout=30)
+
+
+def test_every_sample_is_classified_as_its_digit(server, samples):
+    for digit, path in samples.items():
+        response = classify(server, path.read_bytes())
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/json"
+        answer = response.json()
+        assert isinstance(answer, dict), "the answer is a JSON object, not a JSON-encoded string"
+        assert answer["digit"] == digit, (path.name, answer)
+        assert len(answer["probabilities"]) == 10
+        assert sum(answer["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+        assert answer["confidence"] == max(answer["probabilities"])
+        assert answer["model"] == "mnist-cnn" and answer["model_version"]
+
+
+def test_served_probabilities_are_the_models_on_the_training_input(server, small_model, mnist, samples):
+    """Serving feeds the model exactly what training fed it (scale 0-1, white on black).
+
+    Served 0-255 bytes, or inverted or transposed pixels, the probabilities would differ.
+    """
+    import keras
+
+    model = keras.saving.load_model(small_model, compile=False)
+    indices = sample_indices(mnist.y_test)
+    for digit, path in samples.items():
+        expected = model.predict(model_input.to_model_input(mnist.x_test[indices[digit]]), verbose=0)[0]
+        served = classify(server, path.read_bytes()).json()["probabilities"]
+        np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+def test_an_image_of_another_size_and_format_is_classified(server, samples):
+    """A 3x larger RGB JPEG of a sample is scaled down to the model's 28x28 and still classifies."""
+    big = io.BytesIO()
+    Image.open(samples[7]).convert("RGB").resize((84, 84), Image.Resampling.BICUBIC).save(
+        big, format="JPEG", quality=95
+    )
+    answer = classify(server, big.getvalue(), "seven.jpg").json()
+    assert answer["digit"] == 7, answer
+
+
+def test_swagger_ui_and_the_spec_are_served(server):
+    ui = httpx.get(f"{server}/ui/", timeout=10)
+    assert ui.status_code == 200 and "swagger-ui" in ui.text
+    spec = httpx.get(f"{server}/openapi.json", timeout=10).json()
+    assert spec["paths"]["/mnist/classify"]["post"]["operationId"] == "mnist.classify"
+
+
+def assert_problem(response: httpx.Response, status: int, detail_contains: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == status and problem["title"]
+    assert detail_contains in problem["detail"]
+
+
+def test_bad_uploads_get_problem_json_and_the_server_keeps_serving(server, samples):
+    png = samples[4].read_bytes()
+    assert_problem(classify(server, b"hello, I am not an image", "note.txt"), 415, "not an image format")
+    assert_problem(classify(server, b"", "empty.png"), 415, "empty")
+    assert_problem(classify(server, png[: len(png) // 2]), 415, "truncated or corrupt")
+    bomb = io.BytesIO()
+    Image.new("1", (5000, 5000)).save(bomb, format="PNG")  # a few KB, 25 megapixels
+    assert_problem(classify(server, bomb.getvalue()), 413, "over the limit of 16000000")
+    assert_problem(classify(server, png, field="image"), 400, "'file' is a required property")
+    wrong_type = httpx.post(f"{server}/mnist/classify", json={"file": "x"}, timeout=10)
+    assert wrong_type.status_code == 415 and wrong_type.headers["content-type"] == "application/problem+json"
+
+    after = classify(server, png)
+    assert after.status_code == 200 and after.json()["digit"] == 4

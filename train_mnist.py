@@ -1,0 +1,161 @@
+"""Train the digit classifier and save it, with its metadata, where the server loads it from.
+
+    python train_mnist.py [--data DIR] [--epochs N] [--out PATH]
+
+Data comes from ``--data`` / ``$MNIST_DATA`` (a folder of the four MNIST IDX ``.gz`` files), else
+``var/data/mnist/`` when present, else Keras' download (see ``mnist_data``). The model is saved
+in Keras' native format (``.keras``) and a JSON metadata file beside it (same name, ``.json``)
+records its test accuracy, epochs, date, data checksum, input definition and library versions.
+Training is seeded, so the same data, arguments and library versions give the same model on the
+same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+import mnist_data
+import model_input
+
+MODEL_NAME = "mnist-cnn"
+DEFAULT_OUT = Path(__file__).resolve().parent / "var" / "data" / f"{MODEL_NAME}.keras"
+
+
+def build_model():
+    """A compact CNN: two 5x5 conv/pool stages and a dense head (~455k parameters).
+
+    It reaches about 99.3% on the MNIST test split in 8 epochs, at about 30 s an epoch on 2 CPU
+    cores.
+    """
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=model_input.SHAPE, name="pixels"),
+            layers.Conv2D(32, 5, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 5, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dropout(0.4),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.4),
+            layers.Dense(10, activation="softmax", name="probabilities"),
+        ],
+        name=MODEL_NAME.replace("-", "_"),
+    )
+
+
+def metadata_path(model_path: Path) -> Path:
+    """Where the metadata of a saved model lives: beside it, same name, ``.json``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def train(
+    data: mnist_data.Mnist,
+    out: Path,
+    epochs: int,
+    batch_size: int = 128,
+    limit: int | None = None,
+    seed: int = 1234,
+    verbose: int | str = "auto",
+) -> dict:
+    """Train on ``data`` (the first ``limit`` training images if given), save, return metadata."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    x_train = model_input.to_model_input(data.x_train[:limit])
+    y_train = data.y_train[:limit]
+    x_test = model_input.to_model_input(data.x_test)
+
+    model = build_model()
+    steps = epochs * int(np.ceil(len(x_train) / batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps, alpha=0.05)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    started = time.perf_counter()
+    model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=verbose)
+    seconds = time.perf_counter() - started
+    _, accuracy = model.evaluate(x_test, data.y_test, batch_size=1000, verbose=0)
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    trained_at = datetime.now(timezone.utc)
+    metadata = {
+        "name": MODEL_NAME,
+        "version": trained_at.strftime("%Y%m%dT%H%M%SZ"),
+        "trained_at": trained_at.isoformat(timespec="seconds"),
+        "input": model_input.SPEC,
+        "classes": list(range(10)),
+        "test_accuracy": round(float(accuracy), 6),
+        "test_examples": int(len(x_test)),
+        "train_examples": int(len(x_train)),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "training_seconds": round(seconds, 1),
+        "seconds_per_epoch": round(seconds / epochs, 1),
+        "parameters": int(model.count_params()),
+        "data_source": data.source,
+        "data_sha256": data.content_sha256(),
+        "versions": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+        },
+    }
+    metadata_path(out).write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="folder of the MNIST IDX .gz files (default: $MNIST_DATA, "
+                        "else var/data/mnist/ if present, else download)")
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"model file to write (default {DEFAULT_OUT.relative_to(Path.cwd()) if DEFAULT_OUT.is_relative_to(Path.cwd()) else DEFAULT_OUT})")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--limit", type=int, help="train on the first N training images only (quick runs, tests)")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--min-accuracy", type=float, default=0.0,
+                        help="exit with status 1 if the test accuracy is below this (0-1)")
+    args = parser.parse_args(argv)
+
+    try:
+        data = mnist_data.load_mnist(args.data)
+    except mnist_data.IdxError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"MNIST from {data.source}: {len(data.x_train)} training, {len(data.x_test)} test images")
+    metadata = train(
+        data, args.out, epochs=args.epochs, batch_size=args.batch_size, limit=args.limit,
+        seed=args.seed, verbose=1 if sys.stdout.isatty() else 2,
+    )
+    print(
+        f"test accuracy {metadata['test_accuracy']:.4f} after {metadata['epochs']} epochs "
+        f"({metadata['seconds_per_epoch']} s/epoch); saved {args.out} and {metadata_path(args.out).name}"
+    )
+    if metadata["test_accuracy"] < args.min_accuracy:
+        print(f"error: test accuracy below the required {args.min_accuracy}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
