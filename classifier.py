@@ -1,9 +1,11 @@
-"""Model loading and inference: one model per worker process, loaded and warmed before serving.
+"""Model loading and inference: one model per worker process, loaded and warmed in the background.
 
-TensorFlow is not fork-safe, so nothing here runs at import time: the server's lifespan calls
-:meth:`Classifier.load` inside each worker after gunicorn has forked it. Inference goes through
-a ``tf.function`` with a fixed input signature (traced once, during warm-up), not
-``model.predict``, whose per-call overhead dwarfs this model's compute.
+TensorFlow is not fork-safe, so nothing here runs at import time: the server's lifespan creates a
+:class:`ModelSlot` inside each worker after gunicorn has forked it. The slot reads the model's
+metadata at once (a missing or mismatched model stops the worker with a clear error) and loads
+TensorFlow and the model in a background thread, so the worker answers ``/health/ready`` with 503
+while it loads. Inference goes through a ``tf.function`` with a fixed input signature (traced
+once, during warm-up), not ``model.predict``, whose per-call overhead dwarfs this model's compute.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,52 +21,62 @@ from typing import Any, Callable
 
 import numpy as np
 
+import metrics
 import model_input
 from train_mnist import metadata_path
 
 log = logging.getLogger(__name__)
 
 
+def read_metadata(model_path: Path) -> dict:
+    """The metadata saved beside a model, checked against this code's input definition."""
+    if not Path(model_path).is_file():
+        raise FileNotFoundError(f"no model at {model_path}: train one with `make model` or set MODEL_PATH")
+    metadata = json.loads(metadata_path(model_path).read_text())
+    model_input.check_spec(metadata["input"])
+    return metadata
+
+
 @dataclass
 class Classifier:
-    """A loaded model, its metadata, and its compiled inference function."""
+    """A loaded model, its metadata, the devices it runs on, and its compiled inference function."""
 
     metadata: dict
+    devices: list[str]
     infer: Callable[[np.ndarray], Any]
 
     @classmethod
-    def load(cls, model_path: str | os.PathLike) -> "Classifier":
+    def load(cls, model_path: str | os.PathLike, metadata: dict | None = None) -> "Classifier":
         """Load a saved model and its metadata, check its input definition, and warm it up."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
         import tensorflow as tf
 
-        started = time.perf_counter()
         model_path = Path(model_path)
-        metadata = json.loads(metadata_path(model_path).read_text())
-        model_input.check_spec(metadata["input"])
+        metadata = metadata or read_metadata(model_path)
         model = keras.saving.load_model(model_path, compile=False)
 
         @tf.function(input_signature=[tf.TensorSpec((None, *model_input.SHAPE), tf.float32)])
         def infer(batch):
             return model(batch, training=False)
 
-        classifier = cls(metadata=metadata, infer=infer)
-        classifier.predict(np.zeros((1, model_input.HEIGHT, model_input.WIDTH), np.uint8))
-        log.info(
-            "loaded %s version %s from %s in %.2f s (devices: %s)",
-            metadata["name"], metadata["version"], model_path, time.perf_counter() - started,
-            ", ".join(d.name for d in tf.config.list_logical_devices()),
-        )
+        devices = [device.name for device in tf.config.list_logical_devices()]
+        classifier = cls(metadata=metadata, devices=devices, infer=infer)
+        infer(np.zeros((1, *model_input.SHAPE), np.float32))  # trace and warm up
         return classifier
+
+    def predict_inputs(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (N, 10), for model input (see model_input.check_model_input)."""
+        probabilities = np.asarray(self.infer(model_input.check_model_input(batch)))
+        metrics.observe_inference(probabilities)
+        return probabilities
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (N, 10), for uint8 pixels of shape (N, 28, 28)."""
-        return np.asarray(self.infer(model_input.to_model_input(pixels)))
+        return self.predict_inputs(model_input.to_model_input(pixels))
 
-    def classify(self, pixels: np.ndarray) -> dict:
-        """The answer for one 28x28 image: digit, confidence, all ten probabilities, model."""
-        probabilities = self.predict(pixels)[0]
+    def answer(self, probabilities: np.ndarray) -> dict:
+        """The JSON answer for one image's probabilities: digit, confidence, all ten, model."""
         digit = int(np.argmax(probabilities))
         return {
             "digit": digit,
@@ -72,3 +85,66 @@ class Classifier:
             "model": self.metadata["name"],
             "model_version": self.metadata["version"],
         }
+
+    def classify(self, pixels: np.ndarray) -> dict:
+        """The answer for one 28x28 image."""
+        return self.answer(self.predict(pixels)[0])
+
+
+class ModelNotReady(RuntimeError):
+    """The model is still loading, or failed to load; the message says which."""
+
+
+class ModelSlot:
+    """One worker's model: metadata at once, the model itself loaded in a background thread."""
+
+    def __init__(self, model_path: str | os.PathLike):
+        self.path = Path(model_path)
+        self.metadata = read_metadata(self.path)
+        self.classifier: Classifier | None = None
+        self.error: str | None = None
+        self._done = threading.Event()
+
+    def start_loading(self) -> "ModelSlot":
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+        return self
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            self.classifier = Classifier.load(self.path, self.metadata)
+        except Exception as error:  # reported by /health/ready and in the log
+            self.error = f"loading {self.path} failed: {type(error).__name__}: {error}"
+            log.exception("model load failed")
+        else:
+            seconds = time.perf_counter() - started
+            metrics.MODEL_LOAD_SECONDS.set(seconds)
+            log.info(
+                "loaded %s version %s from %s in %.2f s (TensorFlow sees: %s)",
+                self.metadata["name"], self.metadata["version"], self.path, seconds,
+                ", ".join(self.classifier.devices),
+            )
+        finally:
+            self._done.set()
+
+    @property
+    def state(self) -> str:
+        """'loading', 'ready' or 'failed'."""
+        if not self._done.is_set():
+            return "loading"
+        return "ready" if self.classifier else "failed"
+
+    def reason(self) -> str:
+        """Why the model is not ready (empty when it is)."""
+        return {
+            "loading": f"model {self.metadata['name']} is still loading",
+            "failed": self.error or "",
+            "ready": "",
+        }[self.state]
+
+    def get(self, timeout: float) -> Classifier:
+        """The classifier, waiting up to ``timeout`` seconds for it to load."""
+        self._done.wait(timeout)
+        if self.classifier is None:
+            raise ModelNotReady(self.reason())
+        return self.classifier

@@ -1,19 +1,38 @@
 """gunicorn settings for the MNIST server, taken from the environment.
 
 HOST (default 127.0.0.1), PORT (5000), WORKERS (2: one per core of a small box, each with its own
-copy of the model), WORKER_TIMEOUT (120 s: a worker loads TensorFlow and the model before it
-reports ready). TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS (read by TensorFlow itself)
-default to 1 per worker, so the workers do not fight over the cores.
+copy of the model), WORKER_TIMEOUT (120 s). TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS (read
+by TensorFlow itself) default to 1 per worker, so the workers do not fight over the cores.
+Prometheus' multiprocess mode gets a fresh folder (PROMETHEUS_MULTIPROC_DIR) before the workers
+fork, and a dead worker's live gauges are dropped. The access log is the app's own JSON lines.
 """
 
 import os
+import shutil
+import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WORKERS", "2"))
 worker_class = "uvicorn_worker.UvicornWorker"
 timeout = int(os.environ.get("WORKER_TIMEOUT", "120"))
 graceful_timeout = 30
-accesslog = "-"
+accesslog = None  # middleware.RequestObserver logs each request as one JSON line
 
 for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
     os.environ.setdefault(name, "1")
+
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mnist-metrics-")
+
+
+def on_starting(server):
+    """Start from empty metrics: samples left by an earlier run would be summed in."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

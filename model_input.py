@@ -39,6 +39,19 @@ def to_model_input(pixels: np.ndarray) -> np.ndarray:
     return batch.astype(np.float32) / np.float32(PIXEL_MAX)
 
 
+def check_model_input(batch: np.ndarray) -> np.ndarray:
+    """Return ``batch`` if it is model input (float32, (N, 28, 28, 1), finite, 0-1), else raise."""
+    if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1:] != SHAPE:
+        raise ValueError(f"model input is float32 (N, 28, 28, 1), got {batch.dtype} {batch.shape}")
+    if not np.isfinite(batch).all():
+        raise ValueError("model input has NaN or infinite values")
+    if batch.size and (batch.min() < 0.0 or batch.max() > 1.0):
+        raise ValueError(
+            f"model input values are 0-1 (pixel / 255), got {batch.min():g} to {batch.max():g}"
+        )
+    return batch
+
+
 def check_spec(recorded: dict) -> None:
     """Raise if a model was trained on an input definition other than this one."""
     if recorded != SPEC:

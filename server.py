@@ -1,18 +1,23 @@
 """The MNIST digit service: a connexion app built from the OpenAPI spec ``models.yaml``.
 
 gunicorn serves the module-level ``app`` (see gunicorn.conf.py); tests call ``create_app``;
-``python server.py`` runs it with uvicorn for debugging. The model loads in each worker's
-lifespan startup, after the fork, and the worker takes requests only once it is warm.
+``python server.py`` runs it with uvicorn for debugging. Each worker's lifespan, after the fork,
+reads the model's metadata and starts loading the model in the background (see classifier).
 """
 
 import contextlib
 import logging
 import os
+import warnings
 from pathlib import Path
 
-import connexion
+# connexion imports starlette's test client at start-up, which warns about httpx on every import.
+warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+import connexion  # noqa: E402
+from connexion.middleware import MiddlewarePosition  # noqa: E402
 
-from train_mnist import DEFAULT_OUT as DEFAULT_MODEL
+from middleware import BodySizeLimit, RequestObserver  # noqa: E402
+from train_mnist import DEFAULT_OUT as DEFAULT_MODEL  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,12 +28,14 @@ def create_app(model_path: str | os.PathLike | None = None) -> connexion.AsyncAp
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        from classifier import Classifier
+        from classifier import ModelSlot
 
-        yield {"classifier": Classifier.load(model_path)}
+        yield {"model": ModelSlot(model_path).start_loading()}
 
     app = connexion.AsyncApp(__name__, specification_dir=HERE, lifespan=lifespan)
     app.add_api("models.yaml")
+    app.add_middleware(RequestObserver, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
     return app
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -43,28 +45,39 @@ def small_model(tmp_path_factory) -> Path:
     return out
 
 
+@dataclass
+class Server:
+    """A running gunicorn: its base URL, process and log file."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(small_model, tmp_path_factory) -> str:
-    """Base URL of a real gunicorn server (2 uvicorn workers) serving the small model."""
+@contextlib.contextmanager
+def gunicorn(model_path: Path, log_dir: Path, workers: int = 2, **env):
+    """Start gunicorn exactly as `make serve` does (gunicorn.conf.py, server:app) on a free port."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "gunicorn.log"
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "2",
-           "MODEL_PATH": str(small_model)}
+    log_path = log_dir / f"gunicorn-{port}.log"
+    environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers),
+                   "MODEL_PATH": str(model_path), **env}
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "server:app"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
         )
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(base, process, log_path)
-        yield base
+        yield Server(f"http://127.0.0.1:{port}", process, log_path)
     finally:
         process.terminate()
         try:
@@ -73,17 +86,28 @@ def server(small_model, tmp_path_factory) -> str:
             process.kill()
 
 
-def wait_until_serving(base: str, process: subprocess.Popen, log_path: Path, timeout: float = 120) -> None:
-    """Wait until a worker has loaded the model and answers a classification."""
+def wait_until_ready(server: Server, timeout: float = 120) -> None:
+    """Wait until every worker has its model warm (each answers /health/ready with 200)."""
     deadline = time.monotonic() + timeout
-    sample = SAMPLES[0].read_bytes()
+    consecutive = 0
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {server.process.returncode}:\n{server.log_text()}")
         try:
-            if httpx.post(f"{base}/mnist/classify", files={"file": sample}, timeout=30).status_code == 200:
-                return
+            # A new connection each time, so the answers come from different workers.
+            ok = httpx.get(f"{server.url}/health/ready", timeout=10).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"server did not become ready in {timeout} s:\n{log_path.read_text()}")
+            ok = False
+        consecutive = consecutive + 1 if ok else 0
+        if consecutive >= 10:
+            return
+        time.sleep(0.05 if ok else 0.25)
+    raise RuntimeError(f"server did not become ready in {timeout} s:\n{server.log_text()}")
+
+
+@pytest.fixture(scope="session")
+def server(small_model, tmp_path_factory) -> Server:
+    """A real gunicorn server (2 uvicorn workers) serving the small model, ready."""
+    with gunicorn(small_model, tmp_path_factory.mktemp("server")) as running:
+        wait_until_ready(running)
+        yield running

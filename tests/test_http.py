@@ -11,7 +11,7 @@ from make_samples import sample_indices
 
 
 def classify(server, content: bytes, filename="digit.png", field="file") -> httpx.Response:
-    return httpx.post(f"{server}/mnist/classify", files={field: (filename, content)}, timeout=30)
+    return httpx.post(f"{server.url}/mnist/classify", files={field: (filename, content)}, timeout=30)
 
 
 def test_every_sample_is_classified_as_its_digit(server, samples):
@@ -54,9 +54,9 @@ def test_an_image_of_another_size_and_format_is_classified(server, samples):
 
 
 def test_swagger_ui_and_the_spec_are_served(server):
-    ui = httpx.get(f"{server}/ui/", timeout=10)
+    ui = httpx.get(f"{server.url}/ui/", timeout=10)
     assert ui.status_code == 200 and "swagger-ui" in ui.text
-    spec = httpx.get(f"{server}/openapi.json", timeout=10).json()
+    spec = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
     assert spec["paths"]["/mnist/classify"]["post"]["operationId"] == "mnist.classify"
 
 
@@ -77,7 +77,7 @@ def test_bad_uploads_get_problem_json_and_the_server_keeps_serving(server, sampl
     Image.new("1", (5000, 5000)).save(bomb, format="PNG")  # a few KB, 25 megapixels
     assert_problem(classify(server, bomb.getvalue()), 413, "over the limit of 16000000")
     assert_problem(classify(server, png, field="image"), 400, "'file' is a required property")
-    wrong_type = httpx.post(f"{server}/mnist/classify", json={"file": "x"}, timeout=10)
+    wrong_type = httpx.post(f"{server.url}/mnist/classify", json={"file": "x"}, timeout=10)
     assert wrong_type.status_code == 415 and wrong_type.headers["content-type"] == "application/problem+json"
 
     after = classify(server, png)

@@ -1,0 +1,137 @@
+"""Operating the service: health, metrics across workers, model metadata, request ids, access
+log and the upload limit, over real HTTP against gunicorn with 2 workers."""
+
+import json
+import re
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.conftest import gunicorn, wait_until_ready
+
+
+def get(server, path, **kwargs) -> httpx.Response:
+    return httpx.get(f"{server.url}{path}", timeout=30, **kwargs)
+
+
+def classify(server, content: bytes, **kwargs) -> httpx.Response:
+    return httpx.post(f"{server.url}/mnist/classify", files={"file": ("digit.png", content)}, timeout=30, **kwargs)
+
+
+def test_liveness_and_readiness(server):
+    assert get(server, "/health/live").json() == {"status": "alive"}
+    ready = get(server, "/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready" and ready.json()["model"] == "mnist-cnn"
+
+
+def test_readiness_is_503_until_the_model_is_warm(small_model, tmp_path, samples):
+    """Polled from the moment gunicorn starts, readiness says 503 (and why) before it says 200."""
+    with gunicorn(small_model, tmp_path, workers=1) as starting:
+        answers = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not answers or answers[-1].status_code != 200):
+            try:
+                answers.append(get(starting, "/health/ready"))
+            except httpx.TransportError:
+                time.sleep(0.02)
+        assert answers and answers[-1].status_code == 200, starting.log_text()
+        first = answers[0]
+        assert first.status_code == 503, "readiness answered 200 before the model had loaded"
+        assert first.headers["content-type"] == "application/problem+json"
+        assert "still loading" in first.json()["detail"] and first.headers["retry-after"]
+        assert classify(starting, samples[2].read_bytes()).json()["digit"] == 2
+
+
+def test_a_model_that_fails_to_load_keeps_readiness_503_with_the_reason(small_model, tmp_path, samples):
+    broken = tmp_path / "mnist-cnn.keras"
+    broken.write_bytes(b"this is not a keras archive")
+    shutil.copy(small_model.with_suffix(".json"), broken.with_suffix(".json"))
+    with gunicorn(broken, tmp_path, workers=1) as failing:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                ready = get(failing, "/health/ready")
+                if "failed" in ready.json()["detail"]:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert ready.status_code == 503 and "loading" in ready.json()["detail"], failing.log_text()
+        assert get(failing, "/health/live").status_code == 200
+        unavailable = classify(failing, samples[1].read_bytes())
+        assert unavailable.status_code == 503 and "failed" in unavailable.json()["detail"]
+        assert get(failing, "/v1/models/mnist-cnn").json()["model_version_status"][0]["state"] == "END"
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
+            if all(found.get(key) == value for key, value in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_requests_from_every_worker(server, samples):
+    before = get(server, "/metrics")
+    assert before.headers["content-type"].startswith("text/plain; version=0.0.4")
+    images = [samples[digit].read_bytes() for digit in (1, 8)] * 10
+    with ThreadPoolExecutor(8) as pool:  # concurrent, new connections: both workers answer
+        answers = list(pool.map(lambda image: classify(server, image), images))
+    assert all(answer.status_code == 200 for answer in answers)
+    after = get(server, "/metrics").text
+
+    def delta(name, **labels):
+        return metric(after, name, **labels) - metric(before.text, name, **labels)
+
+    assert delta("mnist_http_requests_total", route="mnist.classify", method="POST", status="200") == 20
+    assert delta("mnist_predictions_total", digit="1") == 10
+    assert delta("mnist_predictions_total", digit="8") == 10
+    assert delta("mnist_inference_batch_size_count") == 20
+    assert delta("mnist_http_request_duration_seconds_count", route="mnist.classify") == 20
+    assert metric(after, "mnist_model_load_seconds") > 0
+    classify(server, b"not an image")
+    assert metric(get(server, "/metrics").text, "mnist_http_errors_total", kind="Unsupported Media Type") >= 1
+
+
+def test_model_metadata(server, small_model):
+    saved = json.loads(small_model.with_suffix(".json").read_text())
+    listed = get(server, "/models").json()["models"]
+    assert [model["name"] for model in listed] == ["mnist-cnn"]
+    model = get(server, "/models/mnist-cnn").json()
+    assert model == listed[0]
+    assert model["version"] == saved["version"] and model["state"] == "ready"
+    assert model["input"] == {"shape": [28, 28, 1], "dtype": "float32", "scale": [0.0, 1.0],
+                              "polarity": "white digit on black background"}
+    assert model["classes"] == list(range(10))
+    assert model["test_accuracy"] == saved["test_accuracy"] and model["data_sha256"] == saved["data_sha256"]
+    assert model["versions"]["tensorflow"] and model["trained_at"] == saved["trained_at"]
+    assert model["devices"] and model["gpu"] is False
+    missing = get(server, "/models/resnet-50")
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+
+
+def test_request_ids_are_echoed_or_made_and_logged_as_json(server, samples):
+    mine = classify(server, samples[6].read_bytes(), headers={"X-Request-ID": "client-id-42"})
+    assert mine.headers["x-request-id"] == "client-id-42"
+    made = classify(server, samples[6].read_bytes()).headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
+    time.sleep(0.2)
+    entries = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
+    entry = next(entry for entry in entries if entry["request_id"] == "client-id-42")
+    assert entry["route"] == "mnist.classify" and entry["status"] == 200 and entry["method"] == "POST"
+    assert entry["digits"] == [6] and entry["latency_ms"] > 0
+    assert any(entry["request_id"] == made for entry in entries)
+
+
+def test_an_upload_over_the_size_limit_is_refused_with_413(server, samples):
+    too_big = b"\0" * (4 * 1024 * 1024 + 1)
+    response = classify(server, too_big)
+    assert response.status_code == 413 and response.headers["content-type"] == "application/problem+json"
+    assert "limit is 4194304" in response.json()["detail"]
+    assert classify(server, samples[0].read_bytes()).json()["digit"] == 0
