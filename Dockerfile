@@ -30,7 +30,7 @@ ENV HOST=0.0.0.0 \
     PORT=5000 \
     WORKERS=2
 EXPOSE 5000
-# A worker answers only once its model is loaded and warm, so any answer means ready.
+# Ready once the answering worker's model is loaded and warm (503 before that).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['PORT']}/openapi.json\", timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['PORT']}/health/ready\", timeout=4)"]
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "server:app"]

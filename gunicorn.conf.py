@@ -17,6 +17,7 @@ worker_class = "uvicorn_worker.UvicornWorker"
 timeout = int(os.environ.get("WORKER_TIMEOUT", "120"))
 graceful_timeout = 30
 accesslog = None  # middleware.RequestObserver logs each request as one JSON line
+control_socket_disable = True  # gunicorn's runtime control socket is not used here
 
 for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
     os.environ.setdefault(name, "1")
