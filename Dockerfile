@@ -1,36 +1,42 @@
 # The MNIST digit service, CPU image: trains the model during the build, bakes it in, serves it
 # with gunicorn.   docker build -t mnist-server . && docker run -p 5000:5000 mnist-server
-# Build arguments: BASE_IMAGE (any Debian-like image with python3 and venv), EPOCHS (training
-# epochs; fewer for a quick build), MIN_ACCURACY (the build fails below this test accuracy).
-# MNIST is read from var/data/mnist/ in the build context when present, else downloaded.
+# Build arguments: BASE_IMAGE (any Debian-like image with python3 and its venv module), EPOCHS
+# (training epochs; fewer for a quick build), MIN_ACCURACY (the build fails below this test
+# accuracy). MNIST is read from var/data/mnist/ in the build context when present (copy the four
+# IDX .gz files there on an offline build host), else downloaded.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
-FROM ${BASE_IMAGE}
 
+# Python, the pinned dependencies in /opt/venv and nothing else: a code change does not reinstall
+# TensorFlow, and pip keeps no cache.
+FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
-
 WORKDIR /app
-# Dependencies first: a code change does not reinstall TensorFlow.
 COPY requirements.txt .
 RUN python3 -m venv /opt/venv && pip install -r requirements.txt
 
+# Training: the data stays in this stage; only the code and the trained model move on.
+FROM runtime AS train
 COPY . .
 ARG EPOCHS=8
 ARG MIN_ACCURACY=0.992
 RUN python train_mnist.py --epochs "${EPOCHS}" --min-accuracy "${MIN_ACCURACY}" \
-    && rm -rf var/data/mnist \
-    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin mnist
+    && rm -rf var/data/mnist
 
-USER mnist
+FROM runtime
+COPY --from=train /app /app
+RUN groupadd --system --gid 10001 mnist \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin mnist
+USER 10001:10001
 ENV HOST=0.0.0.0 \
     PORT=5000 \
     WORKERS=2
 EXPOSE 5000
 # Ready once the answering worker's model is loaded and warm (503 before that).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['PORT']}/health/ready\", timeout=4)"]
+    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['PORT']}/health/ready\", timeout=4)"]
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "server:app"]

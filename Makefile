@@ -4,6 +4,8 @@
 #   make test-fast  the suite without the full-accuracy check (edit-test loop)
 #   make model      train var/data/mnist-cnn.keras if it is missing (make retrain: always)
 #   make samples    rewrite var/data/sample-*.png from the MNIST test split
+#   make image-test build the CPU image with podman/buildah (no Docker engine needed), run it, check it
+#   make lint       hadolint on both Dockerfiles
 # Settings (environment or make VAR=...): HOST, PORT, WORKERS, MODEL_PATH, MNIST_DATA, EPOCHS, PYTHON.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -15,7 +17,7 @@ EPOCHS ?= 8
 export HOST ?= 127.0.0.1
 export PORT ?= 5000
 
-.PHONY: serve test test-fast model retrain samples clean
+.PHONY: serve test test-fast model retrain samples image-test lint clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 10) else f"Python 3.11 is needed, {sys.executable} is {v[0]}.{v[1]}")'
@@ -43,6 +45,12 @@ test-fast: $(INSTALLED)
 
 samples: $(INSTALLED)
 	$(BIN)/python make_samples.py
+
+image-test: $(INSTALLED)
+	$(BIN)/python docker/image_test.py
+
+lint: $(INSTALLED)
+	$(BIN)/hadolint Dockerfile docker/gpu/Dockerfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache __pycache__ tests/__pycache__

@@ -23,16 +23,21 @@ import numpy as np
 
 import metrics
 import model_input
-from train_mnist import metadata_path
+from train_mnist import file_sha256, metadata_path
 
 log = logging.getLogger(__name__)
 
 
 def read_metadata(model_path: Path) -> dict:
-    """The metadata saved beside a model, checked against this code's input definition."""
+    """The metadata saved beside a model, checked against the model file and this code's input
+    definition."""
     if not Path(model_path).is_file():
         raise FileNotFoundError(f"no model at {model_path}: train one with `make model` or set MODEL_PATH")
     metadata = json.loads(metadata_path(model_path).read_text())
+    if "model_sha256" not in metadata:
+        raise ValueError(f"{metadata_path(model_path)} has no model_sha256: retrain the model (make retrain)")
+    if file_sha256(model_path) != metadata["model_sha256"]:
+        raise ValueError(f"{model_path} is not the model {metadata_path(model_path).name} describes (sha256 differs)")
     model_input.check_spec(metadata["input"])
     return metadata
 

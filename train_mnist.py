@@ -13,6 +13,7 @@ same machine.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -58,6 +59,11 @@ def build_model():
 def metadata_path(model_path: Path) -> Path:
     """Where the metadata of a saved model lives: beside it, same name, ``.json``."""
     return Path(model_path).with_suffix(".json")
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file: the metadata records the model file's, so each names the other."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def train(
@@ -110,6 +116,7 @@ def train(
         "training_seconds": round(seconds, 1),
         "seconds_per_epoch": round(seconds / epochs, 1),
         "parameters": int(model.count_params()),
+        "model_sha256": file_sha256(out),
         "data_source": data.source,
         "data_sha256": data.content_sha256(),
         "versions": {
@@ -151,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         f"test accuracy {metadata['test_accuracy']:.4f} after {metadata['epochs']} epochs "
         f"({metadata['seconds_per_epoch']} s/epoch); saved {args.out} and {metadata_path(args.out).name}"
     )
+    print(f"model sha256: {metadata['model_sha256']}")
     if metadata["test_accuracy"] < args.min_accuracy:
         print(f"error: test accuracy below the required {args.min_accuracy}", file=sys.stderr)
         return 1

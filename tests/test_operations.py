@@ -1,9 +1,9 @@
 """Operating the service: health, metrics across workers, model metadata, request ids, access
 log and the upload limit, over real HTTP against gunicorn with 2 workers."""
 
+import hashlib
 import json
 import re
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -49,7 +49,9 @@ def test_readiness_is_503_until_the_model_is_warm(small_model, tmp_path, samples
 def test_a_model_that_fails_to_load_keeps_readiness_503_with_the_reason(small_model, tmp_path, samples):
     broken = tmp_path / "mnist-cnn.keras"
     broken.write_bytes(b"this is not a keras archive")
-    shutil.copy(small_model.with_suffix(".json"), broken.with_suffix(".json"))
+    metadata = json.loads(small_model.with_suffix(".json").read_text())
+    metadata["model_sha256"] = hashlib.sha256(broken.read_bytes()).hexdigest()
+    broken.with_suffix(".json").write_text(json.dumps(metadata))
     with gunicorn(broken, tmp_path, workers=1) as failing:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -97,6 +99,16 @@ def test_metrics_count_requests_from_every_worker(server, samples):
     assert metric(after, "mnist_model_load_seconds") > 0
     classify(server, b"not an image")
     assert metric(get(server, "/metrics").text, "mnist_http_errors_total", kind="Unsupported Media Type") >= 1
+
+
+def test_a_model_file_that_is_not_the_one_its_metadata_describes_stops_the_server(small_model, tmp_path):
+    """A model swapped without its metadata (or the reverse) is refused at start, by name."""
+    swapped = tmp_path / "mnist-cnn.keras"
+    swapped.write_bytes(small_model.read_bytes() + b"tampered")
+    swapped.with_suffix(".json").write_text(small_model.with_suffix(".json").read_text())
+    with gunicorn(swapped, tmp_path, workers=1) as refused:
+        assert refused.process.wait(timeout=120) != 0
+        assert "is not the model mnist-cnn.json describes" in refused.log_text()
 
 
 def test_model_metadata(server, small_model):
