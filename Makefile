@@ -4,6 +4,7 @@
 #   make test-fast  the suite without the full-accuracy check (edit-test loop)
 #   make model      train var/data/mnist-cnn.keras if it is missing (make retrain: always)
 #   make samples    rewrite var/data/sample-*.png from the MNIST test split
+#   make uploads    the model's accuracy on realistic uploads, per style (realistic_uploads.py)
 #   make image-test build the CPU image with podman/buildah (no Docker engine needed), run it, check it
 #   make lint       hadolint on both Dockerfiles
 # Settings (environment or make VAR=...): HOST, PORT, WORKERS, MODEL_PATH, MNIST_DATA, EPOCHS, PYTHON.
@@ -13,11 +14,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MODEL := var/data/mnist-cnn.keras
-EPOCHS ?= 8
+EPOCHS ?=
 export HOST ?= 127.0.0.1
 export PORT ?= 5000
 
-.PHONY: serve test test-fast model retrain samples image-test lint clean
+.PHONY: serve test test-fast model retrain samples uploads image-test lint clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 10) else f"Python 3.11 is needed, {sys.executable} is {v[0]}.{v[1]}")'
@@ -27,12 +28,12 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 	touch $@
 
 $(MODEL): | $(INSTALLED)
-	$(BIN)/python train_mnist.py --epochs $(EPOCHS) --out $(MODEL)
+	$(BIN)/python train_mnist.py $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(MODEL)
 
 model: $(MODEL)
 
 retrain: | $(INSTALLED)
-	$(BIN)/python train_mnist.py --epochs $(EPOCHS) --out $(MODEL)
+	$(BIN)/python train_mnist.py $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(MODEL)
 
 serve: $(INSTALLED) $(MODEL)
 	$(BIN)/gunicorn -c gunicorn.conf.py server:app
@@ -45,6 +46,9 @@ test-fast: $(INSTALLED)
 
 samples: $(INSTALLED)
 	$(BIN)/python make_samples.py
+
+uploads: $(INSTALLED) $(MODEL)
+	$(BIN)/python realistic_uploads.py
 
 image-test: $(INSTALLED)
 	$(BIN)/python docker/image_test.py

@@ -27,6 +27,9 @@ from train_mnist import file_sha256, metadata_path
 
 log = logging.getLogger(__name__)
 
+# An answer whose top probability is below this is flagged "uncertain": ask the user to redraw.
+UNCERTAIN_BELOW = float(os.environ.get("UNCERTAIN_BELOW", "0.8"))
+
 
 def read_metadata(model_path: Path) -> dict:
     """The metadata saved beside a model, checked against the model file and this code's input
@@ -83,9 +86,11 @@ class Classifier:
     def answer(self, probabilities: np.ndarray) -> dict:
         """The JSON answer for one image's probabilities: digit, confidence, all ten, model."""
         digit = int(np.argmax(probabilities))
+        confidence = float(probabilities[digit])
         return {
             "digit": digit,
-            "confidence": float(probabilities[digit]),
+            "confidence": confidence,
+            "uncertain": confidence < UNCERTAIN_BELOW,
             "probabilities": [float(p) for p in probabilities],
             "model": self.metadata["name"],
             "model_version": self.metadata["version"],

@@ -44,6 +44,8 @@ def classify(file):
         raise ProblemException(status=413, title="Image too large", detail=str(error)) from None
     except preprocess.UnreadableImage as error:
         raise ProblemException(status=415, title="Unreadable image", detail=str(error)) from None
+    except preprocess.NoDigitFound as error:
+        raise ProblemException(status=422, title="No digit found", detail=str(error)) from None
     answer = _classifier().classify(pixels)
     request.state.digits = [answer["digit"]]
     return answer, 200, JSON

@@ -2,8 +2,10 @@
 
 A model input is a float32 array of shape (N, 28, 28, 1) with values in 0-1, the digit bright
 (1.0 = full ink) on a dark (0.0) background, exactly as MNIST stores its digits (0-255, white on
-black) divided by 255. Training and serving both build their inputs with :func:`to_model_input`
-from 28x28 uint8 pixels, so the scale and polarity cannot drift apart. The trained model's
+black) divided by 255, framed as MNIST framed its digits (the longer side 20 px, the centre of
+mass at (14, 14)). Training and serving both build their inputs with :func:`to_model_input` from
+28x28 uint8 pixels that ``preprocess`` normalised, so scale, polarity and framing cannot drift
+apart. The trained model's
 metadata records :data:`SPEC`, and the server refuses a model whose recorded input differs.
 """
 
@@ -15,12 +17,15 @@ HEIGHT = WIDTH = 28
 CHANNELS = 1
 SHAPE = (HEIGHT, WIDTH, CHANNELS)
 PIXEL_MAX = 255  # uint8 pixels: 0 = background, 255 = full ink
+DIGIT_BOX = 20  # as MNIST: the digit's longer side is scaled to 20 px ...
+CENTRE = (14.0, 14.0)  # ... and its centre of mass put here (row, column; measured on MNIST)
 
 SPEC = {
     "shape": list(SHAPE),
     "dtype": "float32",
     "scale": [0.0, 1.0],
     "polarity": "white digit on black background",
+    "framing": f"longer side {DIGIT_BOX} px, centre of mass at {CENTRE}",
 }
 
 

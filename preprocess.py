@@ -1,7 +1,20 @@
-"""Image normalisation as pure functions: uploaded bytes -> 28x28 uint8 pixels.
+"""Image normalisation as pure functions: uploaded bytes -> 28x28 uint8 pixels, as MNIST made them.
 
-The result is what :func:`model_input.to_model_input` takes: 0 = background, 255 = ink, the
-digit bright on dark like MNIST. Limits are explicit: an image whose header declares more than
+Whatever people send (any mode Pillow reads, any size, dark ink on paper or light on dark,
+transparent canvases, phone photos, a small digit somewhere on a page), :func:`to_pixels` turns it
+into what :func:`model_input.to_model_input` takes, the way MNIST itself was made:
+
+1. upright per the EXIF orientation; grayscale, with alpha flattened onto a background that
+   contrasts with the opaque strokes, 16-bit and float images scaled by their own range;
+2. polarity decided from the image itself: the border is background, so a light border means dark
+   ink, and the image is inverted to make the digit bright on dark;
+3. background subtracted and contrast stretched, with a noise floor estimated from the border;
+4. cropped to the ink's bounding box, found on a median-filtered mask so noise specks do not count;
+5. the longer side scaled to 20 px keeping the aspect ratio, pasted into 28x28 so that its centre
+   of mass is at MNIST's (14, 14).
+
+Training passes the MNIST images through the same :func:`normalise` so the model sees exactly
+what serving makes. Limits are explicit: an image whose header declares more than
 :data:`MAX_PIXELS` pixels is refused before it is decoded (decompression bombs).
 """
 
@@ -12,17 +25,21 @@ import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 import model_input
 
 # The largest image accepted, in pixels (width x height); 4000x4000 by default.
 MAX_PIXELS = int(os.environ.get("MAX_IMAGE_PIXELS", 16_000_000))
-# Pillow only warns between MAX_IMAGE_PIXELS and twice that; we check the limit ourselves in
-# decode() and set Pillow's so that its own error fires for anything it opens past ours.
+# Pillow refuses to open past twice its limit and only warns between the limit and twice it;
+# decode() refuses those itself, so the warning is noise.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-# Between the limit and twice it Pillow only warns; decode() refuses those images itself.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+WORKING_SIDE = 1024  # larger images are reduced to this before the search for the digit
+BORDER_SHARE = 0.04  # the outer 4% of each side (at least 1 px) is taken as background
+MASK_LEVEL = 0.35  # share of the ink's contrast above which a pixel counts for the bounding box
+MIN_CONTRAST = 24  # gray levels between background and ink below which the image is blank
 
 
 class UnreadableImage(ValueError):
@@ -33,8 +50,12 @@ class ImageTooLarge(ValueError):
     """The image declares more pixels than MAX_PIXELS."""
 
 
+class NoDigitFound(ValueError):
+    """The image is blank: nothing stands out from its background."""
+
+
 def decode(data: bytes) -> Image.Image:
-    """Open and fully decode an uploaded image, or raise UnreadableImage / ImageTooLarge."""
+    """Open and fully decode an uploaded image (the first frame of an animation), or raise."""
     if not data:
         raise UnreadableImage("the uploaded file is empty")
     try:
@@ -55,17 +76,121 @@ def decode(data: bytes) -> Image.Image:
     return image
 
 
-def to_pixels(image: Image.Image) -> np.ndarray:
-    """Grayscale 28x28 uint8 pixels of an image, upright per its EXIF orientation.
+def grayscale(image: Image.Image) -> Image.Image:
+    """An 8-bit grayscale ("L") copy of any image: upright, alpha flattened, deep modes scaled.
 
-    An image of another size is scaled to fit 28x28 keeping its aspect ratio and padded with
-    background, so nothing of the digit is cropped away.
+    Transparent pixels become a background that contrasts with the opaque ones (white behind dark
+    strokes, black behind light ones), because a canvas export often stores its transparent
+    background as black with alpha 0, and dropping alpha would make black strokes vanish.
     """
-    gray = ImageOps.exif_transpose(image).convert("L")
-    size = (model_input.WIDTH, model_input.HEIGHT)
-    if gray.size != size:
-        gray = ImageOps.pad(gray, size, method=Image.Resampling.LANCZOS, color=0)
-    return np.asarray(gray, dtype=np.uint8)
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = values.min(), values.max()
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+        return Image.fromarray(scaled.round().astype(np.uint8), "L")
+    if not image.has_transparency_data:
+        return image.convert("L")
+    rgba = image.convert("RGBA")
+    alpha = rgba.getchannel("A")
+    gray = rgba.convert("L")
+    if alpha.getextrema()[0] == 255:
+        return gray
+    opaque = np.asarray(alpha) >= 128
+    ink_level = float(np.asarray(gray)[opaque].mean()) if opaque.any() else 0.0
+    background = Image.new("L", gray.size, 255 if ink_level < 128 else 0)
+    return Image.composite(gray, background, alpha)
+
+
+def border_values(gray: np.ndarray) -> np.ndarray:
+    """The pixels of the outer BORDER_SHARE of each side, taken to be background."""
+    height, width = gray.shape
+    rows = max(1, round(height * BORDER_SHARE))
+    cols = max(1, round(width * BORDER_SHARE))
+    return np.concatenate(
+        [gray[:rows].ravel(), gray[-rows:].ravel(), gray[:, :cols].ravel(), gray[:, -cols:].ravel()]
+    )
+
+
+def ink_image(gray: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """The digit bright (255) on a black (0) background whatever the polarity of ``gray``, and a
+    3x3 median-filtered copy of it (isolated noise specks removed), for finding the digit.
+
+    The border is background. If it lies nearer the darkest than the brightest pixel of the
+    median-filtered image (one hot pixel does not count), the ink is dark and the image is inverted.
+    Then the background level (the border's median) and noise up to three robust standard
+    deviations of the border above it go to 0, and the ink's peak to 255.
+    """
+    smooth = gray.filter(ImageFilter.MedianFilter(3)) if min(gray.size) >= 3 else gray
+    background = float(np.median(border_values(np.asarray(gray))))
+    darkest, brightest = smooth.getextrema()
+    if background - darkest > brightest - background:
+        gray, smooth = ImageOps.invert(gray), ImageOps.invert(smooth)
+        background, brightest = 255 - background, 255 - darkest
+    if brightest - background < MIN_CONTRAST:
+        raise NoDigitFound("no digit found: the image is blank (nothing stands out from its background)")
+    border = border_values(np.asarray(gray)).astype(np.float64)
+    noise = 3 * 1.4826 * np.median(np.abs(border - background))
+    floor = min(background + noise, (background + brightest) / 2)
+    levels = np.clip((np.arange(256) - floor) * (255.0 / (brightest - floor)), 0, 255)
+    lookup = levels.round().astype(np.uint8).tolist()
+    return gray.point(lookup), smooth.point(lookup)
+
+
+def ink_box(ink: Image.Image, smooth_ink: Image.Image) -> tuple[int, int, int, int]:
+    """The bounding box of the digit's ink, ignoring isolated specks of noise.
+
+    The mask is the pixels of the median-filtered ink above MASK_LEVEL of its contrast, grown back
+    by one pixel (which the median filter takes off strokes). A drawing whose strokes are all one
+    pixel thin has nothing left after the median filter and uses the unfiltered ink.
+    """
+    threshold = round(255 * MASK_LEVEL)
+    box = smooth_ink.point(lambda v: 255 if v > threshold else 0).filter(ImageFilter.MaxFilter(3)).getbbox()
+    if box is None:
+        box = ink.point(lambda v: 255 if v > threshold else 0).getbbox()
+    if box is None:
+        raise NoDigitFound("no digit found: the image is blank (nothing stands out from its background)")
+    return box
+
+
+def centre_in_frame(digit: np.ndarray) -> np.ndarray:
+    """Paste a digit (at most 20x20) into a 28x28 frame with its centre of mass at model_input.CENTRE."""
+    frame = np.zeros((model_input.HEIGHT, model_input.WIDTH), np.uint8)
+    height, width = digit.shape
+    mass = digit.astype(np.float64)
+    total = mass.sum()
+    centre_row = (mass.sum(axis=1) @ np.arange(height)) / total
+    centre_col = (mass.sum(axis=0) @ np.arange(width)) / total
+    top = int(np.clip(round(model_input.CENTRE[0] - centre_row), 0, model_input.HEIGHT - height))
+    left = int(np.clip(round(model_input.CENTRE[1] - centre_col), 0, model_input.WIDTH - width))
+    frame[top : top + height, left : left + width] = digit
+    return frame
+
+
+def normalise(gray: Image.Image) -> np.ndarray:
+    """A grayscale image of one digit, any polarity and size -> 28x28 uint8 pixels, MNIST-style."""
+    if max(gray.size) > WORKING_SIDE:
+        gray = ImageOps.contain(gray, (WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
+    ink, smooth_ink = ink_image(gray)
+    digit = ink.crop(ink_box(ink, smooth_ink))
+    digit = ImageOps.contain(digit, (model_input.DIGIT_BOX, model_input.DIGIT_BOX), Image.Resampling.LANCZOS)
+    pixels = np.asarray(digit, dtype=np.float64)
+    if pixels.max() < 1:
+        raise NoDigitFound("no digit found: the ink is too faint or too thin to see at 20 px")
+    # Thin strokes of a large image come out faint after scaling down; MNIST strokes peak at 255.
+    pixels = np.clip(pixels * (255.0 / pixels.max()), 0, 255).round().astype(np.uint8)
+    return centre_in_frame(pixels)
+
+
+def normalise_stack(pixels: np.ndarray) -> np.ndarray:
+    """Normalise a stack of grayscale images, (N, height, width) uint8, as uploads are (training
+    passes MNIST through this, so it sees what serving makes)."""
+    return np.stack([normalise(Image.fromarray(image)) for image in pixels])
+
+
+def to_pixels(image: Image.Image) -> np.ndarray:
+    """Any decoded image -> 28x28 uint8 pixels (see the module's docstring)."""
+    return normalise(grayscale(image))
 
 
 def upload_to_pixels(data: bytes) -> np.ndarray:

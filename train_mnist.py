@@ -25,35 +25,60 @@ import numpy as np
 
 import mnist_data
 import model_input
+import preprocess
 
 MODEL_NAME = "mnist-cnn"
 DEFAULT_OUT = Path(__file__).resolve().parent / "var" / "data" / f"{MODEL_NAME}.keras"
+EPOCHS = 15  # the default for make, the Docker images and the CLI
 
 
 def build_model():
-    """A compact CNN: two 5x5 conv/pool stages and a dense head (~455k parameters).
-
-    It reaches about 99.3% on the MNIST test split in 8 epochs, at about 30 s an epoch on 2 CPU
-    cores.
-    """
+    """The CNN: two stages of two 3x3 convolutions with batch normalisation, each stage max-pooled
+    and followed by dropout, and a dense head with dropout (~0.5M parameters)."""
     import keras
     from keras import layers
+
+    def conv(filters):
+        return [layers.Conv2D(filters, 3, padding="same", use_bias=False),
+                layers.BatchNormalization(momentum=0.9), layers.Activation("relu")]
 
     return keras.Sequential(
         [
             keras.Input(shape=model_input.SHAPE, name="pixels"),
-            layers.Conv2D(32, 5, padding="same", activation="relu"),
-            layers.MaxPooling2D(),
-            layers.Conv2D(64, 5, padding="same", activation="relu"),
-            layers.MaxPooling2D(),
+            *conv(32), *conv(32), layers.MaxPooling2D(), layers.Dropout(0.1),
+            *conv(64), *conv(64), layers.MaxPooling2D(), layers.Dropout(0.2),
             layers.Flatten(),
-            layers.Dropout(0.4),
-            layers.Dense(128, activation="relu"),
+            layers.Dense(128, use_bias=False), layers.BatchNormalization(momentum=0.9), layers.Activation("relu"),
             layers.Dropout(0.4),
             layers.Dense(10, activation="softmax", name="probabilities"),
         ],
         name=MODEL_NAME.replace("-", "_"),
     )
+
+
+def augmentation(seed: int):
+    """Random changes that real uploads show after normalisation, for training batches only:
+    small rotations, scale changes and shifts, and thinner or thicker strokes."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    geometry = keras.Sequential([
+        layers.RandomRotation(0.025, fill_mode="constant", seed=seed),  # +-9 degrees
+        layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1),
+        layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 2),  # +-1.7 px
+    ])
+
+    def augment(images, labels):
+        images = geometry(images, training=True)
+        # Stroke thickness: move each image part of the way towards its dilation or its erosion.
+        thicker = tf.nn.max_pool2d(images, 3, 1, "SAME")
+        thinner = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
+        amount = tf.random.uniform((tf.shape(images)[0], 1, 1, 1), -0.5, 0.5, seed=seed + 3)
+        target = tf.where(amount > 0, thicker, thinner)
+        return images + tf.abs(amount) * (target - images), labels
+
+    return augment
 
 
 def metadata_path(model_path: Path) -> Path:
@@ -80,20 +105,28 @@ def train(
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    x_train = model_input.to_model_input(data.x_train[:limit])
+    # The images go through the uploads' normalisation, so training sees what serving makes.
+    x_train = model_input.to_model_input(preprocess.normalise_stack(data.x_train[:limit]))
     y_train = data.y_train[:limit]
-    x_test = model_input.to_model_input(data.x_test)
+    x_test = model_input.to_model_input(preprocess.normalise_stack(data.x_test))
+    batches = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=seed)
+        .batch(batch_size)
+        .map(augmentation(seed), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
     model = build_model()
     steps = epochs * int(np.ceil(len(x_train) / batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps, alpha=0.05)
+    schedule = keras.optimizers.schedules.CosineDecay(2e-3, decay_steps=steps, alpha=0.02)
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     started = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=verbose)
+    model.fit(batches, epochs=epochs, verbose=verbose, shuffle=False)  # the dataset shuffles
     seconds = time.perf_counter() - started
     _, accuracy = model.evaluate(x_test, data.y_test, batch_size=1000, verbose=0)
 
@@ -134,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="folder of the MNIST IDX .gz files (default: $MNIST_DATA, "
                         "else var/data/mnist/ if present, else download)")
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs (default {EPOCHS})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"model file to write (default {DEFAULT_OUT.relative_to(Path.cwd()) if DEFAULT_OUT.is_relative_to(Path.cwd()) else DEFAULT_OUT})")
     parser.add_argument("--batch-size", type=int, default=128)

@@ -7,6 +7,8 @@ import pytest
 from PIL import Image
 
 import model_input
+import preprocess
+import realistic_uploads
 from make_samples import sample_indices
 
 
@@ -25,6 +27,7 @@ def test_every_sample_is_classified_as_its_digit(server, samples):
         assert len(answer["probabilities"]) == 10
         assert sum(answer["probabilities"]) == pytest.approx(1.0, abs=1e-4)
         assert answer["confidence"] == max(answer["probabilities"])
+        assert answer["uncertain"] is (answer["confidence"] < 0.8)
         assert answer["model"] == "mnist-cnn" and answer["model_version"]
 
 
@@ -38,7 +41,8 @@ def test_served_probabilities_are_the_models_on_the_training_input(server, small
     model = keras.saving.load_model(small_model, compile=False)
     indices = sample_indices(mnist.y_test)
     for digit, path in samples.items():
-        expected = model.predict(model_input.to_model_input(mnist.x_test[indices[digit]]), verbose=0)[0]
+        trained_on = preprocess.normalise_stack(mnist.x_test[[indices[digit]]])  # as train_mnist does
+        expected = model.predict(model_input.to_model_input(trained_on), verbose=0)[0]
         served = classify(server, path.read_bytes()).json()["probabilities"]
         np.testing.assert_allclose(served, expected, atol=1e-5)
 
@@ -51,6 +55,32 @@ def test_an_image_of_another_size_and_format_is_classified(server, samples):
     )
     answer = classify(server, big.getvalue(), "seven.jpg").json()
     assert answer["digit"] == 7, answer
+
+
+@pytest.mark.parametrize("style", [*realistic_uploads.STYLES, "printed-font"])
+def test_what_people_really_upload_is_classified(server, samples, style):
+    """Each sample digit drawn as people send it: a paper scan, a transparent canvas, a small digit
+    on a page, a coloured phone photo (sideways with an EXIF tag half of the time); and printed
+    digits in system fonts. At most one of the ten may be wrong (the test model is a small one)."""
+    rng = np.random.default_rng(5)
+    fonts = realistic_uploads.system_fonts()
+    right = []
+    for digit, path in samples.items():
+        if style == "printed-font":
+            data = realistic_uploads.printed_font(digit, fonts[digit % len(fonts)], rng)
+        else:
+            data = realistic_uploads.STYLES[style](np.asarray(Image.open(path)), rng)
+        response = classify(server, data)
+        assert response.status_code == 200, response.text
+        right.append(response.json()["digit"] == digit)
+    assert sum(right) >= 9, f"{style}: right for {[d for d, ok in enumerate(right) if ok]} only"
+
+
+def test_a_blank_image_gets_422_and_the_server_keeps_serving(server, samples):
+    blank = io.BytesIO()
+    Image.new("RGBA", (280, 280), (0, 0, 0, 0)).save(blank, format="PNG")  # an empty canvas
+    assert_problem(classify(server, blank.getvalue()), 422, "no digit found")
+    assert classify(server, samples[1].read_bytes()).json()["digit"] == 1
 
 
 def test_swagger_ui_and_the_spec_are_served(server):

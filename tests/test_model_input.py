@@ -54,5 +54,5 @@ def test_an_upload_becomes_exactly_the_input_training_used(mnist, samples):
     indices = sample_indices(mnist.y_test)
     for digit, path in samples.items():
         served = model_input.to_model_input(preprocess.upload_to_pixels(path.read_bytes()))
-        trained = model_input.to_model_input(mnist.x_test[indices[digit]])
+        trained = model_input.to_model_input(preprocess.normalise_stack(mnist.x_test[[indices[digit]]]))
         np.testing.assert_array_equal(served, trained)

@@ -119,7 +119,8 @@ def test_model_metadata(server, small_model):
     assert model == listed[0]
     assert model["version"] == saved["version"] and model["state"] == "ready"
     assert model["input"] == {"shape": [28, 28, 1], "dtype": "float32", "scale": [0.0, 1.0],
-                              "polarity": "white digit on black background"}
+                              "polarity": "white digit on black background",
+                              "framing": "longer side 20 px, centre of mass at (14.0, 14.0)"}
     assert model["classes"] == list(range(10))
     assert model["test_accuracy"] == saved["test_accuracy"] and model["data_sha256"] == saved["data_sha256"]
     assert model["versions"]["tensorflow"] and model["trained_at"] == saved["trained_at"]
