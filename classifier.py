@@ -5,7 +5,8 @@ TensorFlow is not fork-safe, so nothing here runs at import time: the server's l
 metadata at once (a missing or mismatched model stops the worker with a clear error) and loads
 TensorFlow and the model in a background thread, so the worker answers ``/health/ready`` with 503
 while it loads. Inference goes through a ``tf.function`` with a fixed input signature (traced
-once, during warm-up), not ``model.predict``, whose per-call overhead dwarfs this model's compute.
+once, during warm-up), not ``model.predict``, whose per-call overhead dwarfs this model's compute;
+the HTTP handlers reach it through the classifier's micro-batcher (see batching).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +24,7 @@ import numpy as np
 
 import metrics
 import model_input
+from batching import MicroBatcher
 from train_mnist import file_sha256, metadata_path
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,10 @@ class Classifier:
     metadata: dict
     devices: list[str]
     infer: Callable[[np.ndarray], Any]
+    batcher: MicroBatcher = field(init=False, repr=False)  # batches the event loop's requests
+
+    def __post_init__(self):
+        self.batcher = MicroBatcher(self.predict)
 
     @classmethod
     def load(cls, model_path: str | os.PathLike, metadata: dict | None = None) -> "Classifier":

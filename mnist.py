@@ -7,13 +7,16 @@ validation and error rendering (RFC 7807 problem JSON) are connexion's. The work
 
 import os
 
+import numpy as np
+from anyio import to_thread
 from connexion import request
 from connexion.exceptions import ProblemException
 
+import batching
 import metrics
 import preprocess
 import tf_serving
-from classifier import ModelNotReady
+from classifier import Classifier, ModelNotReady
 
 # The spec declares problem JSON for errors too, so a handler names the content type of its answer.
 JSON = {"Content-Type": "application/json"}
@@ -22,11 +25,36 @@ MODEL_WAIT_SECONDS = float(os.environ.get("MODEL_WAIT_SECONDS", "30"))
 RETRY_AFTER = {"Retry-After": "5"}
 
 
-def _classifier():
+# What an upload that cannot be classified gets: status and title of its problem.
+UPLOAD_PROBLEMS = {
+    preprocess.ImageTooLarge: (413, "Image too large"),
+    preprocess.UnreadableImage: (415, "Unreadable image"),
+    preprocess.NoDigitFound: (422, "No digit found"),
+}
+
+
+async def _classifier() -> Classifier:
+    """The worker's model, waiting (off the event loop) up to MODEL_WAIT_SECONDS while it loads."""
+    slot = request.state.model
+    if slot.classifier is not None:
+        return slot.classifier
     try:
-        return request.state.model.get(timeout=MODEL_WAIT_SECONDS)
+        return await to_thread.run_sync(slot.get, MODEL_WAIT_SECONDS)
     except ModelNotReady as error:
         raise ProblemException(status=503, title="Model not ready", detail=str(error), headers=RETRY_AFTER) from None
+
+
+def _problem(error: ValueError) -> dict:
+    status, title = UPLOAD_PROBLEMS[type(error)]
+    return {"type": "about:blank", "title": title, "status": status, "detail": str(error)}
+
+
+def _upload_pixels(data: bytes) -> np.ndarray | dict:
+    """An upload's 28x28 pixels, or the problem (a dict) that says why it has none."""
+    try:
+        return preprocess.upload_to_pixels(data)
+    except tuple(UPLOAD_PROBLEMS) as error:
+        return _problem(error)
 
 
 def _slot(name: str):
@@ -36,19 +64,35 @@ def _slot(name: str):
     return slot
 
 
-def classify(file):
+async def classify(file):
     """POST /mnist/classify: one uploaded image -> its digit and class probabilities."""
-    try:
-        pixels = preprocess.upload_to_pixels(file.file.read())
-    except preprocess.ImageTooLarge as error:
-        raise ProblemException(status=413, title="Image too large", detail=str(error)) from None
-    except preprocess.UnreadableImage as error:
-        raise ProblemException(status=415, title="Unreadable image", detail=str(error)) from None
-    except preprocess.NoDigitFound as error:
-        raise ProblemException(status=422, title="No digit found", detail=str(error)) from None
-    answer = _classifier().classify(pixels)
+    classifier = await _classifier()
+    with classifier.batcher.incoming():  # decoding runs in a thread, off the event loop
+        pixels = await to_thread.run_sync(_upload_pixels, file.file.read())
+    if isinstance(pixels, dict):
+        raise ProblemException(status=pixels["status"], title=pixels["title"], detail=pixels["detail"])
+    probabilities = await classifier.batcher.predict(pixels[None])
+    answer = classifier.answer(probabilities[0])
     request.state.digits = [answer["digit"]]
     return answer, 200, JSON
+
+
+async def classify_batch(files):
+    """POST /mnist/classify/batch: several images -> one result each, in order; an image that
+    cannot be read gets its problem in its place."""
+    classifier = await _classifier()
+    with classifier.batcher.incoming():
+        decoded = await to_thread.run_sync(lambda: [_upload_pixels(file.file.read()) for file in files])
+    readable = [pixels for pixels in decoded if not isinstance(pixels, dict)]
+    probabilities = iter(await classifier.batcher.predict(np.stack(readable)) if readable else [])
+    results = [
+        {"filename": file.filename, "error": item} if isinstance(item, dict)
+        else {"filename": file.filename, **classifier.answer(next(probabilities))}
+        for file, item in zip(files, decoded)
+    ]
+    request.state.digits = [result["digit"] for result in results if "digit" in result]
+    return {"results": results, "model": classifier.metadata["name"],
+            "model_version": classifier.metadata["version"]}, 200, JSON
 
 
 def live():
@@ -86,6 +130,7 @@ def describe(slot) -> dict:
         "versions": meta["versions"],
         "devices": devices,
         "gpu": any(":GPU:" in device for device in devices),
+        "batching": {"max_batch_size": batching.MAX_BATCH, "max_wait_ms": batching.MAX_WAIT_SECONDS * 1000},
     }
 
 

@@ -112,3 +112,60 @@ def test_bad_uploads_get_problem_json_and_the_server_keeps_serving(server, sampl
 
     after = classify(server, png)
     assert after.status_code == 200 and after.json()["digit"] == 4
+
+
+def test_concurrent_requests_each_get_their_own_answer(server, samples):
+    """64 requests at once over 32 connections, batched together inside the workers: every answer
+    belongs to its own image (no cross-talk), and none fails."""
+    import asyncio
+
+    order = [digit for _ in range(6) for digit in samples][:64]
+
+    async def send_all():
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
+            async def one(digit):
+                response = await client.post("/mnist/classify", files={"file": samples[digit].read_bytes()})
+                return response.status_code, response.json()
+            return await asyncio.gather(*(one(digit) for digit in order))
+
+    answers = asyncio.run(send_all())
+    assert [status for status, _ in answers] == [200] * len(order)
+    reference = {digit: classify(server, path.read_bytes()).json()["probabilities"] for digit, path in samples.items()}
+    for digit, (_, answer) in zip(order, answers):
+        assert answer["digit"] == digit
+        np.testing.assert_allclose(answer["probabilities"], reference[digit], atol=1e-5)
+
+
+def classify_batch(server, parts: list[tuple[str, bytes]]) -> httpx.Response:
+    return httpx.post(f"{server.url}/mnist/classify/batch",
+                      files=[("files", (name, data)) for name, data in parts], timeout=60)
+
+
+def test_the_batch_route_answers_each_image_in_order(server, samples):
+    order = [7, 0, 3, 3, 9, 1, 4, 8, 2, 6, 5]
+    response = classify_batch(server, [(f"d{digit}.png", samples[digit].read_bytes()) for digit in order])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [result["digit"] for result in body["results"]] == order
+    assert [result["filename"] for result in body["results"]] == [f"d{digit}.png" for digit in order]
+    assert body["model"] == "mnist-cnn" and all(len(r["probabilities"]) == 10 for r in body["results"])
+
+
+def test_a_bad_image_in_a_batch_gets_its_own_error(server, samples):
+    blank = io.BytesIO()
+    Image.new("L", (64, 64), 255).save(blank, format="PNG")
+    parts = [("three.png", samples[3].read_bytes()), ("notes.txt", b"not an image"),
+             ("blank.png", blank.getvalue()), ("five.png", samples[5].read_bytes())]
+    results = classify_batch(server, parts).json()["results"]
+    assert [r["filename"] for r in results] == ["three.png", "notes.txt", "blank.png", "five.png"]
+    assert results[0]["digit"] == 3 and results[3]["digit"] == 5
+    assert results[1]["error"]["status"] == 415 and "not an image format" in results[1]["error"]["detail"]
+    assert results[2]["error"]["status"] == 422 and "digit" not in results[2]
+
+
+def test_the_batch_route_refuses_more_files_than_its_maximum(server, samples):
+    response = classify_batch(server, [("d.png", samples[1].read_bytes())] * 65)
+    assert_problem(response, 400, "is too long")
+    assert_problem(httpx.post(f"{server.url}/mnist/classify/batch", files={"file": samples[1].read_bytes()}, timeout=10),
+                   400, "'files' is a required property")

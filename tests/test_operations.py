@@ -94,7 +94,8 @@ def test_metrics_count_requests_from_every_worker(server, samples):
     assert delta("mnist_http_requests_total", route="mnist.classify", method="POST", status="200") == 20
     assert delta("mnist_predictions_total", digit="1") == 10
     assert delta("mnist_predictions_total", digit="8") == 10
-    assert delta("mnist_inference_batch_size_count") == 20
+    assert delta("mnist_inference_batch_size_sum") == 20, "20 images, in however many model calls"
+    assert 1 <= delta("mnist_inference_batch_size_count") <= 20
     assert delta("mnist_http_request_duration_seconds_count", route="mnist.classify") == 20
     assert metric(after, "mnist_model_load_seconds") > 0
     classify(server, b"not an image")
@@ -148,3 +149,18 @@ def test_an_upload_over_the_size_limit_is_refused_with_413(server, samples):
     assert response.status_code == 413 and response.headers["content-type"] == "application/problem+json"
     assert "limit is 4194304" in response.json()["detail"]
     assert classify(server, samples[0].read_bytes()).json()["digit"] == 0
+
+
+def test_batching_settings_are_honoured(small_model, tmp_path, samples):
+    """BATCH_MAX_SIZE=2 on one worker: 24 concurrent requests are answered in model calls of at
+    most 2 images, and some calls do hold 2."""
+    with gunicorn(small_model, tmp_path, workers=1, BATCH_MAX_SIZE="2", BATCH_MAX_WAIT_MS="5") as single:
+        wait_until_ready(single)
+        assert get(single, "/models/mnist-cnn").json()["batching"] == {"max_batch_size": 2, "max_wait_ms": 5.0}
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda digit: classify(single, samples[digit].read_bytes()), [2, 6] * 12))
+        assert [answer.json()["digit"] for answer in answers] == [2, 6] * 12
+        text = get(single, "/metrics").text
+        calls = metric(text, "mnist_inference_batch_size_count")
+        assert metric(text, "mnist_inference_batch_size_bucket", le="2.0") == calls, "no call over 2 images"
+        assert metric(text, "mnist_inference_batch_size_bucket", le="1.0") < calls, "some calls batched 2"
