@@ -5,6 +5,7 @@
 #   make model      train var/data/mnist-cnn.keras if it is missing (make retrain: always)
 #   make samples    rewrite var/data/sample-*.png from the MNIST test split
 #   make uploads    the model's accuracy on realistic uploads, per style (realistic_uploads.py)
+#   make bench      benchmark the real server with wrk (bench/benchmark.py)
 #   make image-test build the CPU image with podman/buildah (no Docker engine needed), run it, check it
 #   make lint       hadolint on both Dockerfiles
 # Settings (environment or make VAR=...): HOST, PORT, WORKERS, MODEL_PATH, MNIST_DATA, EPOCHS, PYTHON.
@@ -18,7 +19,7 @@ EPOCHS ?=
 export HOST ?= 127.0.0.1
 export PORT ?= 5000
 
-.PHONY: serve test test-fast model retrain samples uploads image-test lint clean
+.PHONY: serve test test-fast model retrain samples uploads bench image-test lint clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 10) else f"Python 3.11 is needed, {sys.executable} is {v[0]}.{v[1]}")'
@@ -49,6 +50,9 @@ samples: $(INSTALLED)
 
 uploads: $(INSTALLED) $(MODEL)
 	$(BIN)/python realistic_uploads.py
+
+bench: $(INSTALLED) $(MODEL)
+	$(BIN)/python bench/benchmark.py
 
 image-test: $(INSTALLED)
 	$(BIN)/python docker/image_test.py

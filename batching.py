@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -36,7 +37,7 @@ class MicroBatcher:
         self._incoming = 0
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
-        self.batch_sizes: list[int] = []  # of the last model calls, for tests and metrics
+        self.batch_sizes: deque[int] = deque(maxlen=1000)  # of the last model calls, for tests
 
     @contextlib.contextmanager
     def incoming(self):
@@ -87,7 +88,7 @@ class MicroBatcher:
         while True:
             items = await self._gather()
             batch = np.concatenate([pixels for pixels, _ in items])
-            self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
+            self.batch_sizes.append(len(batch))
             try:
                 probabilities = await loop.run_in_executor(self._executor, self._predict, batch)
             except Exception as error:  # every request of the batch gets the error

@@ -102,10 +102,6 @@ class Classifier:
             "model_version": self.metadata["version"],
         }
 
-    def classify(self, pixels: np.ndarray) -> dict:
-        """The answer for one 28x28 image."""
-        return self.answer(self.predict(pixels)[0])
-
 
 class ModelNotReady(RuntimeError):
     """The model is still loading, or failed to load; the message says which."""

@@ -76,7 +76,7 @@ def test_the_batch_waits_for_requests_still_decoding():
         await asyncio.gather(slow_request(1, 0.0), slow_request(2, 0.05))
         return batcher
 
-    assert run(scenario()).batch_sizes == [2]
+    assert list(run(scenario()).batch_sizes) == [2]
 
 
 def test_a_model_error_reaches_every_request_of_the_batch_and_the_batcher_goes_on():
