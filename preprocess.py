@@ -122,14 +122,14 @@ def ink_image(gray: Image.Image) -> tuple[Image.Image, Image.Image]:
     deviations of the border above it go to 0, and the ink's peak to 255.
     """
     smooth = gray.filter(ImageFilter.MedianFilter(3)) if min(gray.size) >= 3 else gray
-    background = float(np.median(border_values(np.asarray(gray))))
+    border = border_values(np.asarray(gray)).astype(np.float64)
+    background = float(np.median(border))
     darkest, brightest = smooth.getextrema()
     if background - darkest > brightest - background:
         gray, smooth = ImageOps.invert(gray), ImageOps.invert(smooth)
-        background, brightest = 255 - background, 255 - darkest
+        border, background, brightest = 255 - border, 255 - background, 255 - darkest
     if brightest - background < MIN_CONTRAST:
         raise NoDigitFound("no digit found: the image is blank (nothing stands out from its background)")
-    border = border_values(np.asarray(gray)).astype(np.float64)
     noise = 3 * 1.4826 * np.median(np.abs(border - background))
     floor = min(background + noise, (background + brightest) / 2)
     levels = np.clip((np.arange(256) - floor) * (255.0 / (brightest - floor)), 0, 255)

@@ -32,7 +32,7 @@ def encode(image: Image.Image, fmt: str, **params) -> bytes:
     return buffer.getvalue()
 
 
-def stroke_mask(digit: np.ndarray, height: int, rng: np.random.Generator, angle: float = 0.0) -> Image.Image:
+def stroke_mask(digit: np.ndarray, height: int, angle: float = 0.0) -> Image.Image:
     """An MNIST digit (28x28, white on black) scaled so the digit is about ``height`` px tall."""
     mask = Image.fromarray(digit).resize((height * 28 // 20,) * 2, Image.Resampling.BICUBIC)
     if angle:
@@ -69,7 +69,7 @@ def to_image(sheet: np.ndarray) -> Image.Image:
 def paper_scan_jpeg(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     """A pen digit scanned from white paper: grayscale JPEG, dark ink, noise, a little blur."""
     height = int(rng.integers(60, 200))
-    mask = stroke_mask(digit, height, rng)
+    mask = stroke_mask(digit, height)
     size = (int(mask.width * rng.uniform(1.3, 2.5)), int(mask.height * rng.uniform(1.3, 2.5)))
     at = (int(rng.integers(0, size[0] - mask.width)), int(rng.integers(0, size[1] - mask.height)))
     level = rng.uniform(200, 245)
@@ -81,7 +81,7 @@ def paper_scan_jpeg(digit: np.ndarray, rng: np.random.Generator) -> bytes:
 def canvas_png(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     """An HTML canvas export: RGBA, background fully transparent with RGB 0, opaque strokes."""
     side = int(rng.choice([200, 280, 400]))
-    mask = stroke_mask(digit, int(side * rng.uniform(0.45, 0.7)), rng)
+    mask = stroke_mask(digit, int(side * rng.uniform(0.45, 0.7)))
     ink = [(0, 0, 0), (255, 255, 255), (30, 60, 200), (200, 30, 30)][int(rng.integers(4))]
     rgba = np.zeros((side, side, 4), np.uint8)
     left, top = (int(rng.integers(0, side - mask.width)), int(rng.integers(0, side - mask.height)))
@@ -94,7 +94,7 @@ def canvas_png(digit: np.ndarray, rng: np.random.Generator) -> bytes:
 def small_on_page(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     """A small digit anywhere on a large page, near an edge as often as not; PNG or JPEG."""
     size = (int(rng.integers(600, 1400)), int(rng.integers(600, 1400)))
-    mask = stroke_mask(digit, int(rng.integers(28, 70)), rng)
+    mask = stroke_mask(digit, int(rng.integers(28, 70)))
     near_edge = rng.random() < 0.5
     margin = 2 if near_edge else 0
     left = int(rng.choice([margin, size[0] - mask.width - margin]) if near_edge else rng.integers(0, size[0] - mask.width))
@@ -110,7 +110,7 @@ def colour_photo_jpeg(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     with an EXIF orientation tag half of the time."""
     paper_colour = rng.uniform(170, 250, 3)
     ink = [(20, 40, 160), (160, 20, 20), (20, 110, 40), (30, 30, 30)][int(rng.integers(4))]
-    mask = stroke_mask(digit, int(rng.integers(80, 240)), rng, angle=float(rng.uniform(-8, 8)))
+    mask = stroke_mask(digit, int(rng.integers(80, 240)), angle=float(rng.uniform(-8, 8)))
     size = (int(mask.width * rng.uniform(1.4, 2.6)), int(mask.height * rng.uniform(1.4, 2.6)))
     at = (int(rng.integers(0, size[0] - mask.width)), int(rng.integers(0, size[1] - mask.height)))
     sheet = ink_on(paper(size, paper_colour, rng, rng.uniform(3, 10)), mask, ink, at)
