@@ -1,12 +1,15 @@
 """Write the sample digit images in var/data/ (sample-0.png ... sample-9.png).
 
-Each is the first image of that digit in the MNIST *test* split, saved as a 28x28 grayscale PNG
-exactly as MNIST stores it (white digit on black). Run: python make_samples.py [--data DIR]
+Each is the most typical image of that digit in the MNIST *test* split (the one nearest the mean
+of all that digit's test images, so that the samples are plainly written digits, not the odd ones
+a test split also holds), saved as a 28x28 grayscale PNG exactly as MNIST stores it (white digit
+on black). Run: python make_samples.py [--data DIR]
 """
 
 import argparse
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 import mnist_data
@@ -14,9 +17,15 @@ import mnist_data
 SAMPLES_DIR = Path(__file__).resolve().parent / "var" / "data"
 
 
-def sample_indices(labels) -> dict[int, int]:
-    """The index of the first image of each digit 0-9 in a label array."""
-    return {digit: int((labels == digit).argmax()) for digit in range(10)}
+def sample_indices(images, labels) -> dict[int, int]:
+    """The index of the most typical image of each digit 0-9: nearest that digit's mean image."""
+    indices = {}
+    for digit in range(10):
+        (positions,) = np.nonzero(labels == digit)
+        pixels = images[positions].reshape(len(positions), -1).astype(np.float64)
+        distances = ((pixels - pixels.mean(axis=0)) ** 2).sum(axis=1)
+        indices[digit] = int(positions[distances.argmin()])
+    return indices
 
 
 def main() -> None:
@@ -26,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     data = mnist_data.load_mnist(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
-    for digit, index in sample_indices(data.y_test).items():
+    for digit, index in sample_indices(data.x_test, data.y_test).items():
         path = args.out / f"sample-{digit}.png"
         Image.fromarray(data.x_test[index]).save(path, optimize=True)
         print(f"{path}: test image #{index}")

@@ -39,7 +39,7 @@ def test_served_probabilities_are_the_models_on_the_training_input(server, small
     import keras
 
     model = keras.saving.load_model(small_model, compile=False)
-    indices = sample_indices(mnist.y_test)
+    indices = sample_indices(mnist.x_test, mnist.y_test)
     for digit, path in samples.items():
         trained_on = preprocess.normalise_stack(mnist.x_test[[indices[digit]]])  # as train_mnist does
         expected = model.predict(model_input.to_model_input(trained_on), verbose=0)[0]

@@ -51,7 +51,7 @@ def test_samples_are_white_digits_on_black(samples):
 
 def test_an_upload_becomes_exactly_the_input_training_used(mnist, samples):
     """A sample PNG, through the serving path, gives the very array training built for that image."""
-    indices = sample_indices(mnist.y_test)
+    indices = sample_indices(mnist.x_test, mnist.y_test)
     for digit, path in samples.items():
         served = model_input.to_model_input(preprocess.upload_to_pixels(path.read_bytes()))
         trained = model_input.to_model_input(preprocess.normalise_stack(mnist.x_test[[indices[digit]]]))

@@ -21,7 +21,7 @@ def predict(server, body, name="mnist-cnn") -> httpx.Response:
 @pytest.fixture(scope="module")
 def digits(mnist):
     """Three MNIST test images as model input (0-1 floats), with their labels."""
-    indices = [sample_indices(mnist.y_test)[digit] for digit in (2, 5, 9)]
+    indices = [sample_indices(mnist.x_test, mnist.y_test)[digit] for digit in (2, 5, 9)]
     return (mnist.x_test[indices] / 255.0).astype(np.float32), [2, 5, 9]
 
 
