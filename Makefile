@@ -2,19 +2,20 @@
 #   make serve      create .venv, train the model if var/data/ has none, serve it with gunicorn
 #   make test       the whole test suite, the full-accuracy check of the real model included
 #   make test-fast  the suite without the full-accuracy check (edit-test loop)
-#   make model      train var/data/mnist-cnn.keras if it is missing (make retrain: always)
+#   make model      train the models missing from var/data/: mnist-cnn.keras, mnist-dense.keras
+#   make retrain    train both models again
 #   make samples    rewrite var/data/sample-*.png from the MNIST test split
 #   make uploads    the model's accuracy on realistic uploads, per style (realistic_uploads.py)
 #   make bench      benchmark the real server with wrk (bench/benchmark.py)
 #   make image-test build the CPU image with podman/buildah (no Docker engine needed), run it, check it
 #   make lint       hadolint on both Dockerfiles
-# Settings (environment or make VAR=...): HOST, PORT, WORKERS, MODEL_PATH, MNIST_DATA, EPOCHS, PYTHON.
+# Settings (environment or make VAR=...): HOST, PORT, WORKERS, MODEL_DIR, MNIST_DATA, EPOCHS, PYTHON.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-MODEL := var/data/mnist-cnn.keras
+MODELS := var/data/mnist-cnn.keras var/data/mnist-dense.keras
 EPOCHS ?=
 export HOST ?= 127.0.0.1
 export PORT ?= 5000
@@ -28,18 +29,19 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-$(MODEL): | $(INSTALLED)
-	$(BIN)/python train_mnist.py $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(MODEL)
+var/data/mnist-%.keras: | $(INSTALLED)
+	$(BIN)/python train_mnist.py --model $* $(if $(EPOCHS),--epochs $(EPOCHS)) --out $@
 
-model: $(MODEL)
+model: $(MODELS)
 
 retrain: | $(INSTALLED)
-	$(BIN)/python train_mnist.py $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(MODEL)
+	$(BIN)/python train_mnist.py --model cnn $(if $(EPOCHS),--epochs $(EPOCHS))
+	$(BIN)/python train_mnist.py --model dense $(if $(EPOCHS),--epochs $(EPOCHS))
 
-serve: $(INSTALLED) $(MODEL)
+serve: $(INSTALLED) $(MODELS)
 	$(BIN)/gunicorn -c gunicorn.conf.py server:app
 
-test: $(INSTALLED) $(MODEL)
+test: $(INSTALLED) $(MODELS)
 	$(BIN)/python -m pytest
 
 test-fast: $(INSTALLED)
@@ -48,10 +50,10 @@ test-fast: $(INSTALLED)
 samples: $(INSTALLED)
 	$(BIN)/python make_samples.py
 
-uploads: $(INSTALLED) $(MODEL)
+uploads: $(INSTALLED) $(MODELS)
 	$(BIN)/python realistic_uploads.py
 
-bench: $(INSTALLED) $(MODEL)
+bench: $(INSTALLED) $(MODELS)
 	$(BIN)/python bench/benchmark.py
 
 image-test: $(INSTALLED)

@@ -1,10 +1,11 @@
-"""Model loading and inference: one model per worker process, loaded and warmed in the background.
+"""Model loading and inference: every model of the model folder in each worker process, loaded
+and warmed in the background.
 
 TensorFlow is not fork-safe, so nothing here runs at import time: the server's lifespan creates a
-:class:`ModelSlot` inside each worker after gunicorn has forked it. The slot reads the model's
-metadata at once (a missing or mismatched model stops the worker with a clear error) and loads
-TensorFlow and the model in a background thread, so the worker answers ``/health/ready`` with 503
-while it loads. Inference goes through a ``tf.function`` with a fixed input signature (traced
+:class:`ModelShelf` inside each worker after gunicorn has forked it, with one :class:`ModelSlot`
+per ``*.keras`` file of the folder. Each slot reads its model's metadata at once (a missing or
+mismatched model stops the worker with a clear error) and loads TensorFlow and the model in a
+background thread, so the worker answers ``/health/ready`` with 503 until every model is loaded. Inference goes through a ``tf.function`` with a fixed input signature (traced
 once, during warm-up), not ``model.predict``, whose per-call overhead dwarfs this model's compute;
 the HTTP handlers reach it through the classifier's micro-batcher (see batching).
 """
@@ -31,13 +32,15 @@ log = logging.getLogger(__name__)
 
 # An answer whose top probability is below this is flagged "uncertain": ask the user to redraw.
 UNCERTAIN_BELOW = float(os.environ.get("UNCERTAIN_BELOW", "0.8"))
+# The model that answers when a request names none.
+DEFAULT_MODEL = os.environ.get("DEFAULT_MODEL", "mnist-cnn")
 
 
 def read_metadata(model_path: Path) -> dict:
     """The metadata saved beside a model, checked against the model file and this code's input
     definition."""
     if not Path(model_path).is_file():
-        raise FileNotFoundError(f"no model at {model_path}: train one with `make model` or set MODEL_PATH")
+        raise FileNotFoundError(f"no model at {model_path}: train one with `make model` or set MODEL_DIR")
     metadata = json.loads(metadata_path(model_path).read_text())
     if "model_sha256" not in metadata:
         raise ValueError(f"{metadata_path(model_path)} has no model_sha256: retrain the model (make retrain)")
@@ -82,7 +85,7 @@ class Classifier:
     def predict_inputs(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (N, 10), for model input (see model_input.check_model_input)."""
         probabilities = np.asarray(self.infer(model_input.check_model_input(batch)))
-        metrics.observe_inference(probabilities)
+        metrics.observe_inference(self.metadata["name"], probabilities)
         return probabilities
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
@@ -160,3 +163,44 @@ class ModelSlot:
         if self.classifier is None:
             raise ModelNotReady(self.reason())
         return self.classifier
+
+
+class ModelShelf:
+    """Every model of a folder (each ``*.keras`` file with its metadata), by name; one of them,
+    ``default``, answers requests that name no model."""
+
+    def __init__(self, model_dir: str | os.PathLike, default: str = DEFAULT_MODEL):
+        self.folder = Path(model_dir)
+        paths = sorted(self.folder.glob("*.keras"))
+        if not paths:
+            raise FileNotFoundError(f"no model in {self.folder}: train one with `make model` or set MODEL_DIR")
+        self.slots: dict[str, ModelSlot] = {}
+        for path in paths:
+            slot = ModelSlot(path)
+            name = slot.metadata["name"]
+            if name in self.slots:
+                raise ValueError(f'{path} and {self.slots[name].path} are both named "{name}"')
+            self.slots[name] = slot
+        if default not in self.slots:
+            raise ValueError(f'the default model "{default}" (DEFAULT_MODEL) is not in {self.folder}; '
+                             f"it holds {', '.join(self.slots)}")
+        self.default = default
+
+    def start_loading(self) -> "ModelShelf":
+        for slot in self.slots.values():
+            slot.start_loading()
+        return self
+
+    def slot(self, name: str | None = None) -> ModelSlot:
+        """The slot of the model called ``name`` (the default model for None); KeyError if none."""
+        return self.slots[name or self.default]
+
+    @property
+    def state(self) -> str:
+        """'ready' once every model is, 'failed' if any failed, else 'loading'."""
+        states = {slot.state for slot in self.slots.values()}
+        return "failed" if "failed" in states else "loading" if "loading" in states else "ready"
+
+    def reason(self) -> str:
+        """Why the shelf is not ready (empty when it is)."""
+        return "; ".join(slot.reason() for slot in self.slots.values() if slot.reason())

@@ -27,22 +27,23 @@ ERRORS = Counter(
     "mnist_http_errors_total", "Requests answered with an error, by kind (the status' reason).", ["kind"],
 )
 BATCH_SIZE = Histogram(
-    "mnist_inference_batch_size", "Images per model call.",
+    "mnist_inference_batch_size", "Images per model call, by model.", ["model"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
-PREDICTED = Counter("mnist_predictions_total", "Images classified, by predicted digit.", ["digit"])
+PREDICTED = Counter("mnist_predictions_total", "Images classified, by model and predicted digit.",
+                    ["model", "digit"])
 MODEL_LOAD_SECONDS = Gauge(
     "mnist_model_load_seconds", "Seconds the last model load took (TensorFlow import, load, warm-up).",
     multiprocess_mode="max",
 )
 
 
-def observe_inference(probabilities: np.ndarray) -> None:
-    """Count one model call: its batch size and each image's predicted digit."""
-    BATCH_SIZE.observe(len(probabilities))
+def observe_inference(model: str, probabilities: np.ndarray) -> None:
+    """Count one call of ``model``: its batch size and each image's predicted digit."""
+    BATCH_SIZE.labels(model=model).observe(len(probabilities))
     for digit, count in enumerate(np.bincount(probabilities.argmax(axis=1), minlength=10)):
         if count:
-            PREDICTED.labels(digit=str(digit)).inc(int(count))
+            PREDICTED.labels(model=model, digit=str(digit)).inc(int(count))
 
 
 def exposition() -> bytes:

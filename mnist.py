@@ -1,11 +1,12 @@
 """HTTP handlers for the routes in models.yaml, each named by its operationId.
 
 A handler turns HTTP input into a domain call and the result into JSON; routing, request
-validation and error rendering (RFC 7807 problem JSON) are connexion's. The worker's model is
-``request.state.model`` (a classifier.ModelSlot, set by the server's lifespan).
+validation and error rendering (RFC 7807 problem JSON) are connexion's. The worker's models are
+``request.state.models`` (a classifier.ModelShelf, set by the server's lifespan).
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 from anyio import to_thread
@@ -16,13 +17,15 @@ import batching
 import metrics
 import preprocess
 import tf_serving
-from classifier import Classifier, ModelNotReady
+from classifier import Classifier, ModelNotReady, ModelSlot
 
 # The spec declares problem JSON for errors too, so a handler names the content type of its answer.
 JSON = {"Content-Type": "application/json"}
 # How long a request waits for a worker's model that is still loading before it gets 503.
 MODEL_WAIT_SECONDS = float(os.environ.get("MODEL_WAIT_SECONDS", "30"))
 RETRY_AFTER = {"Retry-After": "5"}
+# The drawing page served at GET / (one self-contained file: no build step, nothing fetched elsewhere).
+PAGE = Path(__file__).resolve().parent / "web" / "index.html"
 
 
 # What an upload that cannot be classified gets: status and title of its problem.
@@ -33,9 +36,18 @@ UPLOAD_PROBLEMS = {
 }
 
 
-async def _classifier() -> Classifier:
-    """The worker's model, waiting (off the event loop) up to MODEL_WAIT_SECONDS while it loads."""
-    slot = request.state.model
+def _slot(name: str | None = None) -> ModelSlot:
+    """The slot of the model called ``name`` (the default model for None), else a 404 problem."""
+    try:
+        return request.state.models.slot(name)
+    except KeyError:
+        raise ProblemException(status=404, title="No such model",
+                               detail=f'no model named "{name}"; see /models') from None
+
+
+async def _classifier(name: str | None) -> Classifier:
+    """The named model, waiting (off the event loop) up to MODEL_WAIT_SECONDS while it loads."""
+    slot = _slot(name)
     if slot.classifier is not None:
         return slot.classifier
     try:
@@ -57,16 +69,9 @@ def _upload_pixels(data: bytes) -> np.ndarray | dict:
         return _problem(error)
 
 
-def _slot(name: str):
-    slot = request.state.model
-    if name != slot.metadata["name"]:
-        raise ProblemException(status=404, title="No such model", detail=f'no model named "{name}"; see /models')
-    return slot
-
-
-async def classify(file):
+async def classify(file, model=None):
     """POST /mnist/classify: one uploaded image -> its digit and class probabilities."""
-    classifier = await _classifier()
+    classifier = await _classifier(model)
     with classifier.batcher.incoming():  # decoding runs in a thread, off the event loop
         pixels = await to_thread.run_sync(_upload_pixels, file.file.read())
     if isinstance(pixels, dict):
@@ -77,10 +82,10 @@ async def classify(file):
     return answer, 200, JSON
 
 
-async def classify_batch(files):
+async def classify_batch(files, model=None):
     """POST /mnist/classify/batch: several images -> one result each, in order; an image that
     cannot be read gets its problem in its place."""
-    classifier = await _classifier()
+    classifier = await _classifier(model)
     with classifier.batcher.incoming():
         decoded = await to_thread.run_sync(lambda: [_upload_pixels(file.file.read()) for file in files])
     readable = [pixels for pixels in decoded if not isinstance(pixels, dict)]
@@ -95,17 +100,24 @@ async def classify_batch(files):
             "model_version": classifier.metadata["version"]}, 200, JSON
 
 
+def draw_page():
+    """GET /: the drawing page, which posts the canvas to /mnist/classify once per model."""
+    return PAGE.read_text(encoding="utf-8"), 200, {"Content-Type": "text/html; charset=utf-8"}
+
+
 def live():
     """GET /health/live: the process is up and serving HTTP."""
     return {"status": "alive"}, 200, JSON
 
 
 def ready():
-    """GET /health/ready: 200 once this worker's model is loaded and warm, else 503 and why."""
-    slot = request.state.model
-    if slot.state != "ready":
-        raise ProblemException(status=503, title="Not ready", detail=slot.reason(), headers=RETRY_AFTER)
-    return {"status": "ready", "model": slot.metadata["name"], "version": slot.metadata["version"]}, 200, JSON
+    """GET /health/ready: 200 once every model of this worker is loaded and warm, else 503 and why."""
+    shelf = request.state.models
+    if shelf.state != "ready":
+        raise ProblemException(status=503, title="Not ready", detail=shelf.reason(), headers=RETRY_AFTER)
+    default = shelf.slot().metadata
+    return {"status": "ready", "model": default["name"], "version": default["version"],
+            "models": sorted(shelf.slots)}, 200, JSON
 
 
 def prometheus_metrics():
@@ -113,13 +125,14 @@ def prometheus_metrics():
     return metrics.exposition(), 200, {"Content-Type": metrics.CONTENT_TYPE}
 
 
-def describe(slot) -> dict:
+def describe(slot: ModelSlot) -> dict:
     """What is served: the model's metadata, its state and the devices it runs on."""
     meta = slot.metadata
     devices = slot.classifier.devices if slot.classifier else []
     return {
         "name": meta["name"],
         "version": meta["version"],
+        "default": meta["name"] == request.state.models.default,
         "state": slot.state,
         "input": meta["input"],
         "classes": meta["classes"],
@@ -135,8 +148,10 @@ def describe(slot) -> dict:
 
 
 def list_models():
-    """GET /models: every model this server serves."""
-    return {"models": [describe(request.state.model)]}, 200, JSON
+    """GET /models: every model this server serves, the default first."""
+    shelf = request.state.models
+    names = sorted(shelf.slots, key=lambda name: (name != shelf.default, name))
+    return {"models": [describe(shelf.slot(name)) for name in names]}, 200, JSON
 
 
 def get_model(name):
@@ -150,8 +165,8 @@ def _tf_error(status: int, message: str):
 
 def tf_serving_predict(name, body):
     """POST /v1/models/{name}:predict: TensorFlow Serving's REST predict API."""
-    slot = request.state.model
-    if name != slot.metadata["name"]:
+    slot = request.state.models.slots.get(name)
+    if slot is None:
         return _tf_error(404, f"Servable not found for request: Latest({name})")
     try:
         batch, key = tf_serving.parse_predict_request(body)
@@ -168,8 +183,8 @@ def tf_serving_predict(name, body):
 
 def tf_serving_status(name):
     """GET /v1/models/{name}: TensorFlow Serving's model status."""
-    slot = request.state.model
-    if name != slot.metadata["name"]:
+    slot = request.state.models.slots.get(name)
+    if slot is None:
         return _tf_error(404, f"Servable not found for request: Latest({name})")
     state = {"loading": "LOADING", "ready": "AVAILABLE", "failed": "END"}[slot.state]
     error_code = "UNKNOWN" if slot.state == "failed" else "OK"

@@ -195,11 +195,12 @@ def evaluate(classify_pixels, x_test, y_test, per_style: int, save: Path | None 
 def main(argv: list[str] | None = None) -> int:
     import mnist_data
     from classifier import Classifier
-    from train_mnist import DEFAULT_OUT
+    from train_mnist import KINDS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="folder of the MNIST IDX .gz files (as for train_mnist.py)")
-    parser.add_argument("--model", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--model", type=Path, default=KINDS["cnn"].default_out,
+                        help="the model file (default var/data/mnist-cnn.keras)")
     parser.add_argument("--per-style", type=int, default=1000)
     parser.add_argument("--save", type=Path, help="also write the images to this folder")
     args = parser.parse_args(argv)

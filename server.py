@@ -2,7 +2,8 @@
 
 gunicorn serves the module-level ``app`` (see gunicorn.conf.py); tests call ``create_app``;
 ``python server.py`` runs it with uvicorn for debugging. Each worker's lifespan, after the fork,
-reads the model's metadata and starts loading the model in the background (see classifier).
+reads the metadata of every model in the model folder and starts loading them in the background
+(see classifier).
 """
 
 import contextlib
@@ -17,20 +18,20 @@ import connexion  # noqa: E402
 from connexion.middleware import MiddlewarePosition  # noqa: E402
 
 from middleware import BodySizeLimit, RequestObserver  # noqa: E402
-from train_mnist import DEFAULT_OUT as DEFAULT_MODEL  # noqa: E402
+from train_mnist import MODEL_DIR  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
 
-def create_app(model_path: str | os.PathLike | None = None) -> connexion.AsyncApp:
-    """The app, serving the model at ``model_path`` (default ``$MODEL_PATH``, else var/data/)."""
-    model_path = Path(model_path or os.environ.get("MODEL_PATH") or DEFAULT_MODEL)
+def create_app(model_dir: str | os.PathLike | None = None) -> connexion.AsyncApp:
+    """The app, serving every model in ``model_dir`` (default ``$MODEL_DIR``, else var/data/)."""
+    model_dir = Path(model_dir or os.environ.get("MODEL_DIR") or MODEL_DIR)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        from classifier import ModelSlot
+        from classifier import ModelShelf
 
-        yield {"model": ModelSlot(model_path).start_loading()}
+        yield {"models": ModelShelf(model_dir).start_loading()}
 
     app = connexion.AsyncApp(__name__, specification_dir=HERE, lifespan=lifespan)
     app.add_api("models.yaml")

@@ -1,6 +1,10 @@
-"""Train the digit classifier and save it, with its metadata, where the server loads it from.
+"""Train a digit classifier and save it, with its metadata, where the server loads it from.
 
-    python train_mnist.py [--data DIR] [--epochs N] [--out PATH]
+    python train_mnist.py [--model cnn|dense] [--data DIR] [--epochs N] [--out PATH]
+
+Two models: ``cnn`` (the default, ``mnist-cnn``) and ``dense`` (``mnist-dense``, the book's
+classical fully connected network). Each is saved as ``var/data/<name>.keras``; the server serves
+every model in that folder.
 
 Data comes from ``--data`` / ``$MNIST_DATA`` (a folder of the four MNIST IDX ``.gz`` files), else
 ``var/data/mnist/`` when present, else Keras' download (see ``mnist_data``). The model is saved
@@ -18,8 +22,10 @@ import json
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -27,12 +33,10 @@ import mnist_data
 import model_input
 import preprocess
 
-MODEL_NAME = "mnist-cnn"
-DEFAULT_OUT = Path(__file__).resolve().parent / "var" / "data" / f"{MODEL_NAME}.keras"
-EPOCHS = 15  # the default for make, the Docker images and the CLI
+MODEL_DIR = Path(__file__).resolve().parent / "var" / "data"  # where models are saved and served from
 
 
-def build_model():
+def build_cnn():
     """The CNN: two stages of two 3x3 convolutions with batch normalisation, each stage max-pooled
     and followed by dropout, and a dense head with dropout (~0.5M parameters)."""
     import keras
@@ -52,8 +56,46 @@ def build_model():
             layers.Dropout(0.4),
             layers.Dense(10, activation="softmax", name="probabilities"),
         ],
-        name=MODEL_NAME.replace("-", "_"),
+        name="mnist_cnn",
     )
+
+
+def build_dense():
+    """The book's classical dense network: the image flattened, one hidden layer of 512 ReLU
+    units, dropout, and a softmax over the ten digits (~0.4M parameters)."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=model_input.SHAPE, name="pixels"),
+            layers.Flatten(),
+            layers.Dense(512, activation="relu"),
+            layers.Dropout(0.2),
+            layers.Dense(10, activation="softmax", name="probabilities"),
+        ],
+        name="mnist_dense",
+    )
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A model this script trains: its served name, how to build it, and its default epochs."""
+
+    name: str
+    build: Callable
+    epochs: int
+
+    @property
+    def default_out(self) -> Path:
+        return MODEL_DIR / f"{self.name}.keras"
+
+
+# The defaults for make, the Docker images and the CLI.
+KINDS = {
+    "cnn": Kind("mnist-cnn", build_cnn, epochs=15),
+    "dense": Kind("mnist-dense", build_dense, epochs=20),
+}
 
 
 def augmentation(seed: int):
@@ -95,12 +137,14 @@ def train(
     data: mnist_data.Mnist,
     out: Path,
     epochs: int,
+    kind: Kind = KINDS["cnn"],
     batch_size: int = 128,
     limit: int | None = None,
     seed: int = 1234,
     verbose: int | str = "auto",
 ) -> dict:
-    """Train on ``data`` (the first ``limit`` training images if given), save, return metadata."""
+    """Train ``kind`` on ``data`` (the first ``limit`` training images if given), save, return
+    metadata."""
     import keras
     import tensorflow as tf
 
@@ -117,7 +161,7 @@ def train(
         .prefetch(tf.data.AUTOTUNE)
     )
 
-    model = build_model()
+    model = kind.build()
     steps = epochs * int(np.ceil(len(x_train) / batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(2e-3, decay_steps=steps, alpha=0.02)
     model.compile(
@@ -135,7 +179,7 @@ def train(
     model.save(out)
     trained_at = datetime.now(timezone.utc)
     metadata = {
-        "name": MODEL_NAME,
+        "name": kind.name,
         "version": trained_at.strftime("%Y%m%dT%H%M%SZ"),
         "trained_at": trained_at.isoformat(timespec="seconds"),
         "input": model_input.SPEC,
@@ -165,17 +209,22 @@ def train(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=sorted(KINDS), default="cnn",
+                        help="which model to train (default cnn)")
     parser.add_argument("--data", help="folder of the MNIST IDX .gz files (default: $MNIST_DATA, "
                         "else var/data/mnist/ if present, else download)")
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs (default {EPOCHS})")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"model file to write (default {DEFAULT_OUT.relative_to(Path.cwd()) if DEFAULT_OUT.is_relative_to(Path.cwd()) else DEFAULT_OUT})")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: cnn "
+                        f"{KINDS['cnn'].epochs}, dense {KINDS['dense'].epochs})")
+    parser.add_argument("--out", type=Path, help="model file to write (default var/data/<name>.keras: "
+                        "mnist-cnn.keras or mnist-dense.keras)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--limit", type=int, help="train on the first N training images only (quick runs, tests)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--min-accuracy", type=float, default=0.0,
                         help="exit with status 1 if the test accuracy is below this (0-1)")
     args = parser.parse_args(argv)
+    kind = KINDS[args.model]
+    out = args.out or kind.default_out
 
     try:
         data = mnist_data.load_mnist(args.data)
@@ -184,14 +233,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"MNIST from {data.source}: {len(data.x_train)} training, {len(data.x_test)} test images")
     metadata = train(
-        data, args.out, epochs=args.epochs, batch_size=args.batch_size, limit=args.limit,
-        seed=args.seed, verbose=1 if sys.stdout.isatty() else 2,
+        data, out, epochs=args.epochs or kind.epochs, kind=kind, batch_size=args.batch_size,
+        limit=args.limit, seed=args.seed, verbose=1 if sys.stdout.isatty() else 2,
     )
     print(
-        f"test accuracy {metadata['test_accuracy']:.4f} after {metadata['epochs']} epochs "
-        f"({metadata['seconds_per_epoch']} s/epoch); saved {args.out} and {metadata_path(args.out).name}"
+        f"{kind.name}: test accuracy {metadata['test_accuracy']:.4f} after {metadata['epochs']} epochs "
+        f"({metadata['seconds_per_epoch']} s/epoch); saved {out} and {metadata_path(out).name}"
     )
-    print(f"model sha256: {metadata['model_sha256']}")
+    print(f"model sha256 {kind.name}: {metadata['model_sha256']}")
     if metadata["test_accuracy"] < args.min_accuracy:
         print(f"error: test accuracy below the required {args.min_accuracy}", file=sys.stderr)
         return 1

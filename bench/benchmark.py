@@ -124,12 +124,14 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", default="1,8,32")
     parser.add_argument("--batch-files", type=int, default=64)
+    parser.add_argument("--model", default="mnist-cnn", help="the model to ask (?model=), default mnist-cnn")
     args = parser.parse_args()
 
     import preprocess
-    from train_mnist import DEFAULT_OUT
+    from train_mnist import MODEL_DIR
 
-    model_path = Path(os.environ.get("MODEL_PATH") or DEFAULT_OUT)
+    model_dir = Path(os.environ.get("MODEL_DIR") or MODEL_DIR)
+    model_path = model_dir / f"{args.model}.keras"
     if not model_path.exists():
         sys.exit(f"no model at {model_path}: train it first (make model)")
     wrk = ensure_wrk()
@@ -137,7 +139,7 @@ def main() -> int:
     workers = int(os.environ.get("WORKERS", "2"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "MODEL_PATH": str(model_path)}
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "MODEL_DIR": str(model_dir)}
     folder = Path(tempfile.mkdtemp(prefix="mnist-bench-"))
     log = open(folder / "server.log", "w")
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "server:app"],
@@ -154,19 +156,20 @@ def main() -> int:
             time.sleep(0.05 if streak else 0.5)
         single = lua_script(multipart("file", [png]), folder, "single")
         batch = lua_script(multipart("files", [png] * args.batch_files), folder, "batch")
-        run_wrk(wrk, f"{url}/mnist/classify", single, 8, 2)  # warm-up
+        query = f"?model={args.model}"
+        run_wrk(wrk, f"{url}/mnist/classify{query}", single, 8, 2)  # warm-up
         rss_before = worker_rss_mb(server.pid)
 
-        print(f"\nserver: gunicorn, {workers} uvicorn workers (default gunicorn.conf.py); load: wrk on the "
-              f"same machine, {args.duration} s a run; {os.cpu_count()} CPUs", flush=True)
+        print(f"\nserver: gunicorn, {workers} uvicorn workers (default gunicorn.conf.py), model {args.model}; "
+              f"load: wrk on the same machine, {args.duration} s a run; {os.cpu_count()} CPUs", flush=True)
         print(f"{'route':<32}{'conns':>6}{'req/s':>10}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
         results = {}
         for connections in [int(c) for c in args.connections.split(",")]:
-            result = run_wrk(wrk, f"{url}/mnist/classify", single, connections, args.duration)
+            result = run_wrk(wrk, f"{url}/mnist/classify{query}", single, connections, args.duration)
             results[connections] = result
             print(f"{'/mnist/classify (28x28 PNG)':<32}{connections:>6}{result['rps']:>10.0f}{result['rps']:>10.0f}"
                   f"{result['p50']:>9.2f}{result['p99']:>9.2f}{result['errors']:>8}", flush=True)
-        result = run_wrk(wrk, f"{url}/mnist/classify/batch", batch, 8, args.duration)
+        result = run_wrk(wrk, f"{url}/mnist/classify/batch{query}", batch, 8, args.duration)
         batch_images = result["rps"] * args.batch_files
         print(f"{f'/mnist/classify/batch ({args.batch_files} PNGs)':<32}{8:>6}{result['rps']:>10.0f}{batch_images:>10.0f}"
               f"{result['p50']:>9.2f}{result['p99']:>9.2f}{result['errors']:>8}", flush=True)

@@ -6,12 +6,12 @@ Follows shared/notes/air-gapped-image-build.md: buildah, podman and debootstrap 
 through its BASE_IMAGE build argument, with a quick-training build argument. Then it runs the
 built image's own CMD with its own ENV (PORT moved to a free port, as ``docker run -e PORT=``
 would), waits for readiness, classifies every sample in var/data over HTTP, checks that the
-server runs as the image's non-root user and serves the model trained during this build, and
-removes the containers and images it made.
+server runs as the image's non-root user, serves both models trained during this build and the
+drawing page, and removes the containers and images it made.
 
 Settings (environment): MNIST_DATA (IDX files copied into the build context's var/data/mnist/),
-IMAGE_EPOCHS (1), IMAGE_MIN_ACCURACY (0.97), KEEP_BASE_IMAGE=1 (keep the debootstrapped base for
-the next run).
+IMAGE_EPOCHS (1), IMAGE_MIN_ACCURACY (0.97, the CNN), IMAGE_DENSE_MIN_ACCURACY (0.9, the dense
+model), KEEP_BASE_IMAGE=1 (keep the debootstrapped base for the next run).
 """
 
 from __future__ import annotations
@@ -103,28 +103,34 @@ def stage_mnist() -> None:
         shutil.copy(gz, target / gz.name)
 
 
-def build() -> tuple[str, float]:
-    """Build the Dockerfile as it is; return the model sha256 the training step printed."""
+MODELS = ("mnist-cnn", "mnist-dense")
+
+
+def build() -> tuple[dict[str, str], float]:
+    """Build the Dockerfile as it is; return each model's sha256 as the training step printed it."""
     epochs = os.environ.get("IMAGE_EPOCHS", "1")
     min_accuracy = os.environ.get("IMAGE_MIN_ACCURACY", "0.97")
-    step(f"building {IMAGE} (EPOCHS={epochs}, MIN_ACCURACY={min_accuracy})")
+    dense_min_accuracy = os.environ.get("IMAGE_DENSE_MIN_ACCURACY", "0.9")
+    step(f"building {IMAGE} (EPOCHS={epochs}, MIN_ACCURACY={min_accuracy}, DENSE_MIN_ACCURACY={dense_min_accuracy})")
     command = ["podman", *STORAGE, "build", "--isolation", "chroot", "--network", "host", "--layers=false",
                "--format", "docker",  # the OCI format has no HEALTHCHECK
                "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--build-arg", f"EPOCHS={epochs}",
-               "--build-arg", f"MIN_ACCURACY={min_accuracy}", "-t", IMAGE, "-f", "Dockerfile", "."]
+               "--build-arg", f"MIN_ACCURACY={min_accuracy}", "--build-arg", f"DENSE_MIN_ACCURACY={dense_min_accuracy}",
+               "-t", IMAGE, "-f", "Dockerfile", "."]
     if Path(HOST_CA).is_file():  # a TLS-inspecting proxy's CA for pip, never baked into the image
         command[4:4] = ["-v", f"{HOST_CA}:{HOST_CA}:ro"]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    model_sha256 = None
+    model_sha256 = {}
     for line in process.stdout:
         print(line, end="", flush=True)
-        if line.startswith("model sha256: "):
-            model_sha256 = line.split(": ", 1)[1].strip()
+        printed = re.match(r"model sha256 ([\w-]+): ([0-9a-f]{64})$", line.strip())
+        if printed:
+            model_sha256[printed.group(1)] = printed.group(2)
     if process.wait() != 0:
         raise RuntimeError(f"image build failed ({process.returncode})")
-    if not model_sha256:
-        raise RuntimeError("the build did not print the trained model's sha256")
+    if sorted(model_sha256) != sorted(MODELS):
+        raise RuntimeError(f"the build printed the sha256 of {sorted(model_sha256)}, not of {MODELS}")
     return model_sha256, time.monotonic() - started
 
 
@@ -145,7 +151,7 @@ def process_uid(pid: int) -> int:
     return int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
 
 
-def serve_and_check(model_sha256: str) -> None:
+def serve_and_check(model_sha256: dict[str, str]) -> None:
     inspected = json.loads(output("podman", *STORAGE, "image", "inspect", IMAGE))[0]
     config = inspected["Config"]
     command, env, user = config["Cmd"], config.get("Env", []), config.get("User", "")
@@ -192,11 +198,21 @@ def serve_and_check(model_sha256: str) -> None:
         uid = process_uid(listening_pid(port))
         assert uid != 0 and user.split(":")[0] == str(uid), f"server runs as uid {uid}, image USER is {user!r}"
         print(f"server runs as uid {uid} (image USER {user})")
-        served = httpx.get(f"{base}/models/mnist-cnn", timeout=10).json()
-        inside = output("buildah", *STORAGE, "run", "--isolation", "chroot", container, "--",
-                        "python3", "-c", "import hashlib; print(hashlib.sha256(open('var/data/mnist-cnn.keras', 'rb').read()).hexdigest())")
-        assert inside == model_sha256, f"model in the image {inside} != trained in the build {model_sha256}"
-        print(f"model in the image is the one trained in the build: sha256 {inside}, version {served['version']}")
+        served = {model["name"]: model for model in httpx.get(f"{base}/models", timeout=10).json()["models"]}
+        assert list(served) == list(MODELS), f"the image serves {list(served)}, not {MODELS}"
+        for name in MODELS:
+            inside = output("buildah", *STORAGE, "run", "--isolation", "chroot", container, "--", "python3", "-c",
+                            f"import hashlib; print(hashlib.sha256(open('var/data/{name}.keras', 'rb').read()).hexdigest())")
+            assert inside == model_sha256[name], f"{name} in the image {inside} != trained in the build {model_sha256[name]}"
+            print(f"{name} in the image is the one trained in the build: sha256 {inside}, "
+                  f"version {served[name]['version']}, test accuracy {served[name]['test_accuracy']}")
+        dense = httpx.post(f"{base}/mnist/classify?model=mnist-dense", files={"file": samples[0].read_bytes()},
+                           timeout=30).json()
+        assert dense["model"] == "mnist-dense" and len(dense["probabilities"]) == 10, dense
+        page = httpx.get(f"{base}/", timeout=10)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), page.status_code
+        assert 'id="pad"' in page.text, "GET / is not the drawing page"
+        print("the dense model answers ?model=mnist-dense, and GET / serves the drawing page")
         leftovers = output("buildah", *STORAGE, "run", "--isolation", "chroot", "--user", "0:0", container, "--",
                            "python3", "-c",
                            "import glob, shutil; print([t for t in ('gcc', 'cc', 'g++') if shutil.which(t)]"

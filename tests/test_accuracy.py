@@ -1,4 +1,4 @@
-"""Full-accuracy checks of the real model (the one `make serve` and the Docker image use).
+"""Full-accuracy checks of the real models (the ones `make serve` and the Docker image use).
 
 Marked `accuracy`: `make test` runs them after training the model if var/data/ has none;
 `make test-fast` leaves them out.
@@ -10,7 +10,7 @@ import pytest
 import preprocess
 import realistic_uploads
 from classifier import Classifier
-from train_mnist import DEFAULT_OUT
+from train_mnist import KINDS
 
 # On the MNIST test split. The default training reaches 99.5-99.6% (99.59% and 99.53% in two runs;
 # training is not bit-for-bit deterministic), and the Docker build itself refuses a model under
@@ -19,13 +19,21 @@ from train_mnist import DEFAULT_OUT
 REQUIRED_ACCURACY = 0.992
 REQUIRED_UPLOAD_ACCURACY = 0.97  # on each style of realistic uploads
 UPLOADS_PER_STYLE = 300
+# The book's dense network: 98.1-98.3% in the runs measured (see the README); it is there to be
+# compared with the CNN on the drawing page, so its bar is the book's, not the CNN's.
+REQUIRED_DENSE_ACCURACY = 0.978
+
+
+def load(kind: str) -> Classifier:
+    path = KINDS[kind].default_out
+    if not path.exists():
+        pytest.fail(f"{path} is missing: train it first (make model)")
+    return Classifier.load(path)
 
 
 @pytest.fixture(scope="module")
 def classifier():
-    if not DEFAULT_OUT.exists():
-        pytest.fail(f"{DEFAULT_OUT} is missing: train it first (make model)")
-    return Classifier.load(DEFAULT_OUT)
+    return load("cnn")
 
 
 @pytest.mark.accuracy
@@ -48,3 +56,13 @@ def test_the_served_model_reads_realistic_uploads(classifier, mnist):
     print("realistic uploads:", ", ".join(f"{style} {value:.2%}" for style, value in accuracy.items()))
     assert len(accuracy) == 5
     assert all(value >= REQUIRED_UPLOAD_ACCURACY for value in accuracy.values()), accuracy
+
+
+@pytest.mark.accuracy
+def test_the_dense_model_reaches_its_accuracy_bar(mnist):
+    dense = load("dense")
+    predicted = dense.predict(preprocess.normalise_stack(mnist.x_test)).argmax(axis=1)
+    accuracy = float(np.mean(predicted == mnist.y_test))
+    print(f"dense model test accuracy through the serving path: {accuracy:.4f}")
+    assert accuracy >= REQUIRED_DENSE_ACCURACY
+    assert dense.metadata["test_accuracy"] == pytest.approx(accuracy, abs=1e-4)

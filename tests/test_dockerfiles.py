@@ -49,11 +49,13 @@ def test_the_gpu_image_serves_like_the_cpu_image():
     assert cpu["EXPOSE"] == "5000" and "/health/ready" in cpu["HEALTHCHECK"]
 
 
-def test_both_images_train_the_same_way():
+def test_both_images_train_both_models_the_same_way():
     def train_step(path):
-        return re.search(r"RUN (?:python3?) train_mnist\.py ([^\n]+)", path.read_text()).group(1)
+        text = re.sub(r"\\\n\s*", " ", path.read_text()).replace("python3 ", "python ")
+        return re.search(r"RUN (python train_mnist\.py [^\n]+)", text).group(1)
 
     assert train_step(CPU) == train_step(GPU)
+    assert "--model cnn" in train_step(CPU) and "--model dense" in train_step(CPU)
 
 
 def test_the_gpu_image_uses_the_pinned_tensorflow_version():

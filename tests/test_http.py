@@ -12,8 +12,8 @@ import realistic_uploads
 from make_samples import sample_indices
 
 
-def classify(server, content: bytes, filename="digit.png", field="file") -> httpx.Response:
-    return httpx.post(f"{server.url}/mnist/classify", files={field: (filename, content)}, timeout=30)
+def classify(server, content: bytes, filename="digit.png", field="file", **params) -> httpx.Response:
+    return httpx.post(f"{server.url}/mnist/classify", files={field: (filename, content)}, params=params, timeout=30)
 
 
 def test_every_sample_is_classified_as_its_digit(server, samples):
@@ -31,20 +31,35 @@ def test_every_sample_is_classified_as_its_digit(server, samples):
         assert answer["model"] == "mnist-cnn" and answer["model_version"]
 
 
-def test_served_probabilities_are_the_models_on_the_training_input(server, small_model, mnist, samples):
-    """Serving feeds the model exactly what training fed it (scale 0-1, white on black).
+@pytest.mark.parametrize("name", ["mnist-cnn", "mnist-dense"])
+def test_served_probabilities_are_the_models_on_the_training_input(server, small_models, name, mnist, samples):
+    """Serving feeds each model exactly what training fed it (scale 0-1, white on black), and
+    ``?model=`` picks the model that answers.
 
-    Served 0-255 bytes, or inverted or transposed pixels, the probabilities would differ.
+    Served 0-255 bytes, or inverted or transposed pixels, or by the other model, the probabilities
+    would differ.
     """
     import keras
 
-    model = keras.saving.load_model(small_model, compile=False)
+    model = keras.saving.load_model(small_models / f"{name}.keras", compile=False)
     indices = sample_indices(mnist.x_test, mnist.y_test)
     for digit, path in samples.items():
         trained_on = preprocess.normalise_stack(mnist.x_test[[indices[digit]]])  # as train_mnist does
         expected = model.predict(model_input.to_model_input(trained_on), verbose=0)[0]
-        served = classify(server, path.read_bytes()).json()["probabilities"]
-        np.testing.assert_allclose(served, expected, atol=1e-5)
+        answer = classify(server, path.read_bytes(), model=name).json()
+        assert answer["model"] == name
+        np.testing.assert_allclose(answer["probabilities"], expected, atol=1e-5)
+
+
+def test_the_two_models_answer_side_by_side_and_an_unknown_model_is_404(server, samples):
+    image = samples[4].read_bytes()
+    default, cnn, dense = (classify(server, image, **params).json()
+                           for params in ({}, {"model": "mnist-cnn"}, {"model": "mnist-dense"}))
+    assert default == cnn and default["model"] == "mnist-cnn"
+    assert dense["model"] == "mnist-dense" and dense["probabilities"] != cnn["probabilities"]
+    unknown = classify(server, image, model="resnet-50")
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
+    assert unknown.json()["title"] == "No such model" and "/models" in unknown.json()["detail"]
 
 
 def test_an_image_of_another_size_and_format_is_classified(server, samples):

@@ -28,9 +28,9 @@ def test_liveness_and_readiness(server):
     assert ready.json()["status"] == "ready" and ready.json()["model"] == "mnist-cnn"
 
 
-def test_readiness_is_503_until_the_model_is_warm(small_model, tmp_path, samples):
+def test_readiness_is_503_until_the_models_are_warm(small_models, tmp_path, samples):
     """Polled from the moment gunicorn starts, readiness says 503 (and why) before it says 200."""
-    with gunicorn(small_model, tmp_path, workers=1) as starting:
+    with gunicorn(small_models, tmp_path, workers=1) as starting:
         answers = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (not answers or answers[-1].status_code != 200):
@@ -43,6 +43,7 @@ def test_readiness_is_503_until_the_model_is_warm(small_model, tmp_path, samples
         assert first.status_code == 503, "readiness answered 200 before the model had loaded"
         assert first.headers["content-type"] == "application/problem+json"
         assert "still loading" in first.json()["detail"] and first.headers["retry-after"]
+        assert answers[-1].json()["models"] == ["mnist-cnn", "mnist-dense"]
         assert classify(starting, samples[2].read_bytes()).json()["digit"] == 2
 
 
@@ -52,7 +53,7 @@ def test_a_model_that_fails_to_load_keeps_readiness_503_with_the_reason(small_mo
     metadata = json.loads(small_model.with_suffix(".json").read_text())
     metadata["model_sha256"] = hashlib.sha256(broken.read_bytes()).hexdigest()
     broken.with_suffix(".json").write_text(json.dumps(metadata))
-    with gunicorn(broken, tmp_path, workers=1) as failing:
+    with gunicorn(tmp_path, tmp_path, workers=1) as failing:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -92,10 +93,10 @@ def test_metrics_count_requests_from_every_worker(server, samples):
         return metric(after, name, **labels) - metric(before.text, name, **labels)
 
     assert delta("mnist_http_requests_total", route="mnist.classify", method="POST", status="200") == 20
-    assert delta("mnist_predictions_total", digit="1") == 10
-    assert delta("mnist_predictions_total", digit="8") == 10
-    assert delta("mnist_inference_batch_size_sum") == 20, "20 images, in however many model calls"
-    assert 1 <= delta("mnist_inference_batch_size_count") <= 20
+    assert delta("mnist_predictions_total", model="mnist-cnn", digit="1") == 10
+    assert delta("mnist_predictions_total", model="mnist-cnn", digit="8") == 10
+    assert delta("mnist_inference_batch_size_sum", model="mnist-cnn") == 20, "20 images, in however many calls"
+    assert 1 <= delta("mnist_inference_batch_size_count", model="mnist-cnn") <= 20
     assert delta("mnist_http_request_duration_seconds_count", route="mnist.classify") == 20
     assert metric(after, "mnist_model_load_seconds") > 0
     classify(server, b"not an image")
@@ -107,7 +108,7 @@ def test_a_model_file_that_is_not_the_one_its_metadata_describes_stops_the_serve
     swapped = tmp_path / "mnist-cnn.keras"
     swapped.write_bytes(small_model.read_bytes() + b"tampered")
     swapped.with_suffix(".json").write_text(small_model.with_suffix(".json").read_text())
-    with gunicorn(swapped, tmp_path, workers=1) as refused:
+    with gunicorn(tmp_path, tmp_path, workers=1) as refused:
         assert refused.process.wait(timeout=120) != 0
         assert "is not the model mnist-cnn.json describes" in refused.log_text()
 
@@ -115,10 +116,11 @@ def test_a_model_file_that_is_not_the_one_its_metadata_describes_stops_the_serve
 def test_model_metadata(server, small_model):
     saved = json.loads(small_model.with_suffix(".json").read_text())
     listed = get(server, "/models").json()["models"]
-    assert [model["name"] for model in listed] == ["mnist-cnn"]
+    assert [(model["name"], model["default"]) for model in listed] == [("mnist-cnn", True), ("mnist-dense", False)]
     model = get(server, "/models/mnist-cnn").json()
     assert model == listed[0]
     assert model["version"] == saved["version"] and model["state"] == "ready"
+    assert listed[1]["parameters"] < model["parameters"] and listed[1]["input"] == model["input"]
     assert model["input"] == {"shape": [28, 28, 1], "dtype": "float32", "scale": [0.0, 1.0],
                               "polarity": "white digit on black background",
                               "framing": "longer side 20 px, centre of mass at (14.0, 14.0)"}
@@ -128,6 +130,16 @@ def test_model_metadata(server, small_model):
     assert model["devices"] and model["gpu"] is False
     missing = get(server, "/models/resnet-50")
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+
+
+def test_the_default_model_is_chosen_by_env_and_must_exist(small_models, tmp_path, samples):
+    with gunicorn(small_models, tmp_path, workers=1, DEFAULT_MODEL="mnist-dense") as dense_first:
+        wait_until_ready(dense_first)
+        assert classify(dense_first, samples[3].read_bytes()).json()["model"] == "mnist-dense"
+        assert [model["name"] for model in get(dense_first, "/models").json()["models"]] == ["mnist-dense", "mnist-cnn"]
+    with gunicorn(small_models, tmp_path, workers=1, DEFAULT_MODEL="mnist-resnet") as refused:
+        assert refused.process.wait(timeout=120) != 0
+        assert 'the default model "mnist-resnet" (DEFAULT_MODEL) is not in' in refused.log_text()
 
 
 def test_request_ids_are_echoed_or_made_and_logged_as_json(server, samples):
@@ -154,13 +166,13 @@ def test_an_upload_over_the_size_limit_is_refused_with_413(server, samples):
 def test_batching_settings_are_honoured(small_model, tmp_path, samples):
     """BATCH_MAX_SIZE=2 on one worker: 24 concurrent requests are answered in model calls of at
     most 2 images, and some calls do hold 2."""
-    with gunicorn(small_model, tmp_path, workers=1, BATCH_MAX_SIZE="2", BATCH_MAX_WAIT_MS="5") as single:
+    with gunicorn(small_model.parent, tmp_path, workers=1, BATCH_MAX_SIZE="2", BATCH_MAX_WAIT_MS="5") as single:
         wait_until_ready(single)
         assert get(single, "/models/mnist-cnn").json()["batching"] == {"max_batch_size": 2, "max_wait_ms": 5.0}
         with ThreadPoolExecutor(12) as pool:
             answers = list(pool.map(lambda digit: classify(single, samples[digit].read_bytes()), [2, 6] * 12))
         assert [answer.json()["digit"] for answer in answers] == [2, 6] * 12
         text = get(single, "/metrics").text
-        calls = metric(text, "mnist_inference_batch_size_count")
-        assert metric(text, "mnist_inference_batch_size_bucket", le="2.0") == calls, "no call over 2 images"
-        assert metric(text, "mnist_inference_batch_size_bucket", le="1.0") < calls, "some calls batched 2"
+        calls = metric(text, "mnist_inference_batch_size_count", model="mnist-cnn")
+        assert metric(text, "mnist_inference_batch_size_bucket", model="mnist-cnn", le="2.0") == calls, "none over 2"
+        assert metric(text, "mnist_inference_batch_size_bucket", model="mnist-cnn", le="1.0") < calls, "some 2"

@@ -57,8 +57,9 @@ def test_the_columnar_form_answers_outputs(server, digits):
         assert np.argmax(response.json()["outputs"], axis=1).tolist() == labels
 
 
-def test_model_status_in_tf_servings_shape(server, small_model):
-    status = httpx.get(f"{server.url}/v1/models/mnist-cnn", timeout=10).json()
+@pytest.mark.parametrize("name", ["mnist-cnn", "mnist-dense"])
+def test_model_status_in_tf_servings_shape(server, name):
+    status = httpx.get(f"{server.url}/v1/models/{name}", timeout=10).json()
     (version,) = status["model_version_status"]
     assert version["state"] == "AVAILABLE" and version["status"]["error_code"] == "OK"
     assert version["version"].isdigit()
