@@ -102,6 +102,25 @@ def grayscale(image: Image.Image) -> Image.Image:
     return Image.composite(gray, background, alpha)
 
 
+# Ink above MASK_LEVEL of the contrast -> 255, the rest 0: the mask ink_box finds the digit on.
+MASK_LOOKUP = np.where(np.arange(256) > round(255 * MASK_LEVEL), 255, 0).astype(np.uint8)
+
+
+def apply_lookup(gray: Image.Image, lookup: np.ndarray) -> Image.Image:
+    """``gray`` (mode L) with each value v replaced by lookup[v]: what ``Image.point`` does, without
+    its per-call conversion of the 256-entry table in Python (a third of the time on small images)."""
+    return Image.fromarray(lookup[np.asarray(gray)], "L")
+
+
+def median(values: np.ndarray) -> float:
+    """The median of a 1-D array, as ``np.median`` computes it, with a tenth of its overhead."""
+    middle = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, middle)[middle])
+    low, high = np.partition(values, (middle - 1, middle))[middle - 1 : middle + 1]
+    return float((low + high) / 2)
+
+
 def border_values(gray: np.ndarray) -> np.ndarray:
     """The pixels of the outer BORDER_SHARE of each side, taken to be background."""
     height, width = gray.shape
@@ -123,18 +142,18 @@ def ink_image(gray: Image.Image) -> tuple[Image.Image, Image.Image]:
     """
     smooth = gray.filter(ImageFilter.MedianFilter(3)) if min(gray.size) >= 3 else gray
     border = border_values(np.asarray(gray)).astype(np.float64)
-    background = float(np.median(border))
+    background = median(border)
     darkest, brightest = smooth.getextrema()
     if background - darkest > brightest - background:
         gray, smooth = ImageOps.invert(gray), ImageOps.invert(smooth)
         border, background, brightest = 255 - border, 255 - background, 255 - darkest
     if brightest - background < MIN_CONTRAST:
         raise NoDigitFound("no digit found: the image is blank (nothing stands out from its background)")
-    noise = 3 * 1.4826 * np.median(np.abs(border - background))
+    noise = 3 * 1.4826 * median(np.abs(border - background))
     floor = min(background + noise, (background + brightest) / 2)
     levels = np.clip((np.arange(256) - floor) * (255.0 / (brightest - floor)), 0, 255)
-    lookup = levels.round().astype(np.uint8).tolist()
-    return gray.point(lookup), smooth.point(lookup)
+    lookup = levels.round().astype(np.uint8)
+    return apply_lookup(gray, lookup), apply_lookup(smooth, lookup)
 
 
 def ink_box(ink: Image.Image, smooth_ink: Image.Image) -> tuple[int, int, int, int]:
@@ -144,10 +163,9 @@ def ink_box(ink: Image.Image, smooth_ink: Image.Image) -> tuple[int, int, int, i
     by one pixel (which the median filter takes off strokes). A drawing whose strokes are all one
     pixel thin has nothing left after the median filter and uses the unfiltered ink.
     """
-    threshold = round(255 * MASK_LEVEL)
-    box = smooth_ink.point(lambda v: 255 if v > threshold else 0).filter(ImageFilter.MaxFilter(3)).getbbox()
+    box = apply_lookup(smooth_ink, MASK_LOOKUP).filter(ImageFilter.MaxFilter(3)).getbbox()
     if box is None:
-        box = ink.point(lambda v: 255 if v > threshold else 0).getbbox()
+        box = apply_lookup(ink, MASK_LOOKUP).getbbox()
     if box is None:
         raise NoDigitFound("no digit found: the image is blank (nothing stands out from its background)")
     return box
