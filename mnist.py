@@ -141,6 +141,7 @@ def describe(slot: ModelSlot) -> dict:
         "data_sha256": meta["data_sha256"],
         "parameters": meta["parameters"],
         "versions": meta["versions"],
+        "engine": slot.classifier.engine if slot.classifier else None,
         "devices": devices,
         "gpu": any(":GPU:" in device for device in devices),
         "batching": {"max_batch_size": batching.MAX_BATCH, "max_wait_ms": batching.MAX_WAIT_SECONDS * 1000},

@@ -1,14 +1,14 @@
 """Benchmark the real server: gunicorn with its default configuration, driven by wrk.
 
-    python bench/benchmark.py [--duration 10] [--connections 1,8,32] [--batch-files 64]
+    python bench/benchmark.py [--duration 10] [--connections 1,8,32] [--batch-files 64] [--model mnist-cnn]
 
-Starts ``gunicorn -c gunicorn.conf.py server:app`` on a free port with the trained model
-(var/data/mnist-cnn.keras, or $MODEL_PATH), waits until every worker is ready, then runs wrk
+Starts ``gunicorn -c gunicorn.conf.py server:app`` on a free port serving the trained models
+(var/data/, or $MODEL_DIR), waits until every worker is ready, then runs wrk
 (installed from Debian's packages when missing) with a multipart body: single 28x28 PNG uploads at
 each connection count, then the batch route with ``--batch-files`` images a request. It prints
 req/s, p50, p99 and errors, images/s, each worker's resident memory before and after, and the
-model's bare compute floor (the model called directly, batch 1 and batch 64, one thread, as a
-worker runs it) with the served throughput as a share of it.
+model's bare compute floor (the model called directly by the server's engine, $INFERENCE_ENGINE,
+batch 1 and batch 64, one thread, as a worker runs it) with the served throughput as a share of it.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def compute_floor(model_path: Path, sample: np.ndarray) -> dict[int, float]:
     from classifier import Classifier
 
     classifier = Classifier.load(model_path)
+    print(f"\nmodel compute floor: {model_path.name} run by {classifier.engine}", flush=True)
     floor = {}
     for size in (1, 64):
         batch = np.repeat(sample[None], size, axis=0)

@@ -31,21 +31,24 @@ def test_hadolint_finds_nothing(dockerfile):
 
 
 def final_stage(path: Path) -> dict[str, str]:
-    """The serving instructions of a Dockerfile's last stage, continuation lines joined."""
+    """The serving instructions of a Dockerfile's last stage, continuation lines joined (the
+    arguments of repeated instructions, such as two ENV lines, joined by a space)."""
     text = re.sub(r"\\\n\s*", " ", path.read_text())
     last = text.split("\nFROM ")[-1]
     instructions = {}
     for line in last.splitlines():
         keyword, _, rest = line.partition(" ")
         if keyword in ("USER", "EXPOSE", "HEALTHCHECK", "CMD", "ENV", "COPY", "RUN"):
-            instructions[keyword] = re.sub(r"\s+", " ", rest.strip())
+            rest = re.sub(r"\s+", " ", rest.strip())
+            instructions[keyword] = f"{instructions[keyword]} {rest}" if keyword in instructions else rest
     return instructions
 
 
-def test_the_gpu_image_serves_like_the_cpu_image():
+def test_the_gpu_image_serves_like_the_cpu_image_but_with_tensorflow_as_the_engine():
     cpu, gpu = final_stage(CPU), final_stage(GPU)
-    for keyword in ("USER", "EXPOSE", "HEALTHCHECK", "CMD", "ENV", "COPY", "RUN"):
+    for keyword in ("USER", "EXPOSE", "HEALTHCHECK", "CMD", "COPY", "RUN"):
         assert gpu[keyword] == cpu[keyword], keyword
+    assert gpu["ENV"] == cpu["ENV"] + " INFERENCE_ENGINE=tensorflow"
     assert cpu["EXPOSE"] == "5000" and "/health/ready" in cpu["HEALTHCHECK"]
 
 

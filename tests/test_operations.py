@@ -127,7 +127,7 @@ def test_model_metadata(server, small_model):
     assert model["classes"] == list(range(10))
     assert model["test_accuracy"] == saved["test_accuracy"] and model["data_sha256"] == saved["data_sha256"]
     assert model["versions"]["tensorflow"] and model["trained_at"] == saved["trained_at"]
-    assert model["devices"] and model["gpu"] is False
+    assert model["engine"] == "litert" and model["devices"] == ["LiteRT XNNPACK (CPU)"] and model["gpu"] is False
     missing = get(server, "/models/resnet-50")
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
 
@@ -163,12 +163,15 @@ def test_an_upload_over_the_size_limit_is_refused_with_413(server, samples):
     assert classify(server, samples[0].read_bytes()).json()["digit"] == 0
 
 
-def test_batching_settings_are_honoured(small_model, tmp_path, samples):
+def test_batching_and_engine_settings_are_honoured(small_model, tmp_path, samples):
     """BATCH_MAX_SIZE=2 on one worker: 24 concurrent requests are answered in model calls of at
-    most 2 images, and some calls do hold 2."""
-    with gunicorn(small_model.parent, tmp_path, workers=1, BATCH_MAX_SIZE="2", BATCH_MAX_WAIT_MS="5") as single:
+    most 2 images, and some calls do hold 2; INFERENCE_ENGINE=tensorflow serves through TensorFlow."""
+    with gunicorn(small_model.parent, tmp_path, workers=1, BATCH_MAX_SIZE="2", BATCH_MAX_WAIT_MS="5",
+                  INFERENCE_ENGINE="tensorflow") as single:
         wait_until_ready(single)
-        assert get(single, "/models/mnist-cnn").json()["batching"] == {"max_batch_size": 2, "max_wait_ms": 5.0}
+        described = get(single, "/models/mnist-cnn").json()
+        assert described["batching"] == {"max_batch_size": 2, "max_wait_ms": 5.0}
+        assert described["engine"] == "tensorflow" and described["devices"][0].endswith("CPU:0")
         with ThreadPoolExecutor(12) as pool:
             answers = list(pool.map(lambda digit: classify(single, samples[digit].read_bytes()), [2, 6] * 12))
         assert [answer.json()["digit"] for answer in answers] == [2, 6] * 12
