@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from connexion import request
 from connexion.exceptions import ProblemException
 
@@ -24,6 +24,17 @@ JSON = {"Content-Type": "application/json"}
 # How long a request waits for a worker's model that is still loading before it gets 503.
 MODEL_WAIT_SECONDS = float(os.environ.get("MODEL_WAIT_SECONDS", "30"))
 RETRY_AFTER = {"Retry-After": "5"}
+# Threads of a worker that decode and normalise uploads. Decoding is mostly Python holding the
+# GIL, so more threads than this only take turns, and starve the event loop while they do.
+DECODE_THREADS = int(os.environ.get("DECODE_THREADS", "1"))
+_decoders: CapacityLimiter | None = None  # made in the worker's event loop, on first use
+
+
+def _decode_limiter() -> CapacityLimiter:
+    global _decoders
+    if _decoders is None:
+        _decoders = CapacityLimiter(DECODE_THREADS)
+    return _decoders
 # The drawing page served at GET / (one self-contained file: no build step, nothing fetched elsewhere).
 PAGE = Path(__file__).resolve().parent / "web" / "index.html"
 
@@ -73,7 +84,7 @@ async def classify(file, model=None):
     """POST /mnist/classify: one uploaded image -> its digit and class probabilities."""
     classifier = await _classifier(model)
     with classifier.batcher.incoming():  # decoding runs in a thread, off the event loop
-        pixels = await to_thread.run_sync(_upload_pixels, file.file.read())
+        pixels = await to_thread.run_sync(_upload_pixels, file.file.read(), limiter=_decode_limiter())
     if isinstance(pixels, dict):
         raise ProblemException(status=pixels["status"], title=pixels["title"], detail=pixels["detail"])
     probabilities = await classifier.batcher.predict(pixels[None])
@@ -87,7 +98,8 @@ async def classify_batch(files, model=None):
     cannot be read gets its problem in its place."""
     classifier = await _classifier(model)
     with classifier.batcher.incoming():
-        decoded = await to_thread.run_sync(lambda: [_upload_pixels(file.file.read()) for file in files])
+        decoded = await to_thread.run_sync(lambda: [_upload_pixels(file.file.read()) for file in files],
+                                           limiter=_decode_limiter())
     readable = [pixels for pixels in decoded if not isinstance(pixels, dict)]
     probabilities = iter(await classifier.batcher.predict(np.stack(readable)) if readable else [])
     results = [
@@ -144,7 +156,8 @@ def describe(slot: ModelSlot) -> dict:
         "engine": slot.classifier.engine if slot.classifier else None,
         "devices": devices,
         "gpu": any(":GPU:" in device for device in devices),
-        "batching": {"max_batch_size": batching.MAX_BATCH, "max_wait_ms": batching.MAX_WAIT_SECONDS * 1000},
+        "batching": {"max_batch_size": batching.MAX_BATCH, "max_wait_ms": batching.MAX_WAIT_SECONDS * 1000,
+                     "decode_threads": DECODE_THREADS},
     }
 
 
