@@ -67,7 +67,7 @@ async def _classifier(name: str | None) -> Classifier:
         raise ProblemException(status=503, title="Model not ready", detail=str(error), headers=RETRY_AFTER) from None
 
 
-def _problem(error: ValueError) -> dict:
+def _problem(error: preprocess.UploadError) -> dict:
     status, title = UPLOAD_PROBLEMS[type(error)]
     return {"type": "about:blank", "title": title, "status": status, "detail": str(error)}
 
@@ -76,7 +76,7 @@ def _upload_pixels(data: bytes) -> np.ndarray | dict:
     """An upload's 28x28 pixels, or the problem (a dict) that says why it has none."""
     try:
         return preprocess.upload_to_pixels(data)
-    except tuple(UPLOAD_PROBLEMS) as error:
+    except preprocess.UploadError as error:
         return _problem(error)
 
 

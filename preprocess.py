@@ -42,15 +42,19 @@ MASK_LEVEL = 0.35  # share of the ink's contrast above which a pixel counts for 
 MIN_CONTRAST = 24  # gray levels between background and ink below which the image is blank
 
 
-class UnreadableImage(ValueError):
+class UploadError(ValueError):
+    """An upload that cannot be turned into pixels; the subclass says why, the message how."""
+
+
+class UnreadableImage(UploadError):
     """The upload is empty, not an image format Pillow reads, or its image data is corrupt."""
 
 
-class ImageTooLarge(ValueError):
+class ImageTooLarge(UploadError):
     """The image declares more pixels than MAX_PIXELS."""
 
 
-class NoDigitFound(ValueError):
+class NoDigitFound(UploadError):
     """The image is blank: nothing stands out from its background."""
 
 

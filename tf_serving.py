@@ -65,7 +65,7 @@ def instance_to_input(instance, index: int) -> np.ndarray:
             raise BadPredictRequest(f"{where}: b64 is not valid base64") from None
         try:
             return model_input.to_model_input(preprocess.upload_to_pixels(data))
-        except (preprocess.UnreadableImage, preprocess.ImageTooLarge, preprocess.NoDigitFound) as error:
+        except preprocess.UploadError as error:
             raise BadPredictRequest(f"{where}: {error}") from None
     try:
         array = np.asarray(instance, dtype=np.float32)

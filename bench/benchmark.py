@@ -18,25 +18,19 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from readiness import free_port, wait_until_ready  # noqa: E402
+
 BOUNDARY = "mnistbenchboundary"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ensure_wrk() -> str:
@@ -146,15 +140,10 @@ def main() -> int:
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "server:app"],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        streak, started = 0, time.monotonic()
-        while streak < 10 * workers:
-            if server.poll() is not None or time.monotonic() - started > 180:
-                sys.exit(f"the server did not become ready; see {folder / 'server.log'}")
-            try:
-                streak = streak + 1 if httpx.get(f"{url}/health/ready", timeout=5).status_code == 200 else 0
-            except httpx.TransportError:
-                streak = 0
-            time.sleep(0.05 if streak else 0.5)
+        try:
+            wait_until_ready(url, server, timeout=180, streak=10 * workers)
+        except RuntimeError as error:
+            sys.exit(f"{error}see {folder / 'server.log'}")
         single = lua_script(multipart("file", [png]), folder, "single")
         batch = lua_script(multipart("files", [png] * args.batch_files), folder, "batch")
         query = f"?model={args.model}"

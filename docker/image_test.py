@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from readiness import free_port, wait_until_ready  # noqa: E402
 STORAGE = ["--storage-driver", "vfs"]
 BASE_IMAGE = "localhost/mnist-test-base:bookworm"
 IMAGE = "localhost/mnist-server:image-test"
@@ -134,12 +135,6 @@ def build() -> tuple[dict[str, str], float]:
     return model_sha256, time.monotonic() - started
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def listening_pid(port: int) -> int | None:
     """The pid of the process that listens on a local TCP port (gunicorn's master)."""
     found = re.search(rf":{port}\s.*pid=(\d+)", output("ss", "-ltnpH", f"sport = :{port}"))
@@ -171,19 +166,8 @@ def serve_and_check(model_sha256: dict[str, str]) -> None:
             start_new_session=True,
         )
         base = f"http://127.0.0.1:{port}"
-        started = time.monotonic()
-        ready_streak = 0
-        while ready_streak < 10:
-            if server.poll() is not None:
-                raise RuntimeError(f"the server exited with {server.returncode}")
-            if time.monotonic() - started > 180:
-                raise RuntimeError("the server was not ready within 180 s")
-            try:
-                ready_streak = ready_streak + 1 if httpx.get(f"{base}/health/ready", timeout=5).status_code == 200 else 0
-            except httpx.TransportError:
-                ready_streak = 0
-            time.sleep(0.1 if ready_streak else 0.5)
-        print(f"ready {time.monotonic() - started:.1f} s after start", flush=True)
+        seconds = wait_until_ready(base, server, timeout=180)
+        print(f"ready {seconds:.1f} s after start", flush=True)
 
         step("classifying every sample over HTTP")
         samples = sorted((ROOT / "var" / "data").glob("sample-*.png"))

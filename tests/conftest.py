@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 import mnist_data
+import readiness
+from readiness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "var" / "data").glob("sample-*.png"))
@@ -66,12 +65,6 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def gunicorn(model_dir: Path, log_dir: Path, workers: int = 2, **env):
     """Start gunicorn exactly as `make serve` does (gunicorn.conf.py, server:app) on a free port,
@@ -97,22 +90,8 @@ def gunicorn(model_dir: Path, log_dir: Path, workers: int = 2, **env):
 
 
 def wait_until_ready(server: Server, timeout: float = 120) -> None:
-    """Wait until every worker has its model warm (each answers /health/ready with 200)."""
-    deadline = time.monotonic() + timeout
-    consecutive = 0
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {server.process.returncode}:\n{server.log_text()}")
-        try:
-            # A new connection each time, so the answers come from different workers.
-            ok = httpx.get(f"{server.url}/health/ready", timeout=10).status_code == 200
-        except httpx.TransportError:
-            ok = False
-        consecutive = consecutive + 1 if ok else 0
-        if consecutive >= 10:
-            return
-        time.sleep(0.05 if ok else 0.25)
-    raise RuntimeError(f"server did not become ready in {timeout} s:\n{server.log_text()}")
+    """Wait until every worker has its models warm (each answers /health/ready with 200)."""
+    readiness.wait_until_ready(server.url, server.process, timeout, log=server.log_text)
 
 
 @pytest.fixture(scope="session")
