@@ -1,4 +1,4 @@
-# The MNIST digit service, CPU image: trains the model during the build, bakes it in, serves it
+# The MNIST digit service, CPU image: trains the models during the build, bakes them in, serves them
 # with gunicorn.   docker build -t mnist-server . && docker run -p 5000:5000 mnist-server
 # Both models are trained and baked in: the CNN (the default) and the book's dense network.
 # Build arguments: BASE_IMAGE (any Debian-like image with python3 and its venv module), EPOCHS

@@ -1,6 +1,6 @@
 # The MNIST digit service.
-#   make serve      create .venv, train the model if var/data/ has none, serve it with gunicorn
-#   make test       the whole test suite, the full-accuracy check of the real model included
+#   make serve      create .venv, train the models if var/data/ has none, serve them with gunicorn
+#   make test       the whole test suite, the full-accuracy checks of the real models included
 #   make test-fast  the suite without the full-accuracy check (edit-test loop)
 #   make model      train the models missing from var/data/: mnist-cnn.keras, mnist-dense.keras
 #   make retrain    train both models again

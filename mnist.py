@@ -24,6 +24,8 @@ JSON = {"Content-Type": "application/json"}
 # How long a request waits for a worker's model that is still loading before it gets 503.
 MODEL_WAIT_SECONDS = float(os.environ.get("MODEL_WAIT_SECONDS", "30"))
 RETRY_AFTER = {"Retry-After": "5"}
+# The drawing page served at GET / (one self-contained file: no build step, nothing fetched elsewhere).
+PAGE = Path(__file__).resolve().parent / "web" / "index.html"
 # Threads of a worker that decode and normalise uploads. Decoding is mostly Python holding the
 # GIL, so more threads than this only take turns, and starve the event loop while they do.
 DECODE_THREADS = int(os.environ.get("DECODE_THREADS", "1"))
@@ -35,8 +37,6 @@ def _decode_limiter() -> CapacityLimiter:
     if _decoders is None:
         _decoders = CapacityLimiter(DECODE_THREADS)
     return _decoders
-# The drawing page served at GET / (one self-contained file: no build step, nothing fetched elsewhere).
-PAGE = Path(__file__).resolve().parent / "web" / "index.html"
 
 
 # What an upload that cannot be classified gets: status and title of its problem.

@@ -57,6 +57,11 @@ def test_the_two_models_answer_side_by_side_and_an_unknown_model_is_404(server, 
                            for params in ({}, {"model": "mnist-cnn"}, {"model": "mnist-dense"}))
     assert default == cnn and default["model"] == "mnist-cnn"
     assert dense["model"] == "mnist-dense" and dense["probabilities"] != cnn["probabilities"]
+    batch = httpx.post(f"{server.url}/mnist/classify/batch", params={"model": "mnist-dense"},
+                       files=[("files", ("a.png", image)), ("files", ("b.png", image))], timeout=30).json()
+    assert batch["model"] == "mnist-dense"
+    for result in batch["results"]:  # the dense model's answer, whatever the batch size
+        np.testing.assert_allclose(result["probabilities"], dense["probabilities"], atol=1e-6)
     unknown = classify(server, image, model="resnet-50")
     assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
     assert unknown.json()["title"] == "No such model" and "/models" in unknown.json()["detail"]
