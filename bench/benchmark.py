@@ -96,7 +96,7 @@ def worker_rss_mb(master: int) -> list[float]:
 
 
 def compute_floor(model_path: Path, sample: np.ndarray) -> dict[int, float]:
-    """Images/s of the model called directly (compiled tf.function), one TensorFlow thread."""
+    """Images/s of the model called directly by the server's engine (INFERENCE_ENGINE), one thread."""
     os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     from classifier import Classifier
 
