@@ -1,5 +1,5 @@
 """The answer built from a model's probabilities (digit, confidence and the `uncertain` flag),
-and the two inference engines."""
+and the three inference engines."""
 
 import numpy as np
 import pytest
@@ -31,18 +31,42 @@ def test_the_threshold_is_uncertain_below(monkeypatch):
     assert answer([0.55, 0.30] + [0.15 / 8] * 8)["uncertain"] is False
 
 
+def upload_pixels(samples) -> np.ndarray:
+    return np.stack([preprocess.upload_to_pixels(path.read_bytes()) for path in samples.values()])
+
+
 @pytest.mark.parametrize("name", ["mnist-cnn", "mnist-dense"])
-def test_both_engines_give_the_same_probabilities_at_any_batch_size(small_models, samples, name):
-    """LiteRT (the default) runs the converted model; it must answer what TensorFlow answers."""
-    pixels = np.stack([preprocess.upload_to_pixels(path.read_bytes()) for path in samples.values()])
-    litert = Classifier.load(small_models / f"{name}.keras", engine="litert")
+def test_litert_float32_gives_tensorflows_probabilities_at_any_batch_size(small_models, samples, name):
+    """LiteRT runs the converted model; with float32 weights it must answer what TensorFlow answers."""
+    pixels = upload_pixels(samples)
+    litert = Classifier.load(small_models / f"{name}.keras", engine="litert-float32")
     tensorflow = Classifier.load(small_models / f"{name}.keras", engine="tensorflow")
-    assert (litert.engine, tensorflow.engine) == ("litert", "tensorflow")
+    assert (litert.engine, tensorflow.engine) == ("litert-float32", "tensorflow")
     for batch in (pixels, pixels[:1], pixels[3:6], pixels):  # the interpreter is resized each time
         np.testing.assert_allclose(litert.predict(batch), tensorflow.predict(batch), atol=1e-6)
     assert litert.predict(pixels).argmax(axis=1).tolist() == tensorflow.predict(pixels).argmax(axis=1).tolist()
 
 
+@pytest.mark.parametrize("name", ["mnist-cnn", "mnist-dense"])
+def test_int8_weights_give_float32s_digits_and_nearly_its_probabilities(small_models, samples, mnist, name):
+    """The default engine quantises the weights to int8: on the samples and 500 test digits it
+    picks the digit float32 picks (all but at most 1%), its probabilities stay near float32's, and
+    an image gets the same answer alone as in any batch (activations are quantised per image)."""
+    int8 = Classifier.load(small_models / f"{name}.keras")
+    float32 = Classifier.load(small_models / f"{name}.keras", engine="litert-float32")
+    assert int8.engine == "litert-int8" and int8.devices == ["LiteRT XNNPACK (CPU), int8 weights"]
+    pixels = upload_pixels(samples)
+    assert int8.predict(pixels).argmax(axis=1).tolist() == float32.predict(pixels).argmax(axis=1).tolist()
+    digits = preprocess.normalise_stack(mnist.x_test[:500])
+    quantised, reference = int8.predict(digits), float32.predict(digits)
+    assert np.mean(quantised.argmax(axis=1) == reference.argmax(axis=1)) >= 0.99
+    assert np.abs(quantised - reference).mean() < 0.01
+    np.testing.assert_allclose(quantised.sum(axis=1), 1.0, atol=1e-5)
+    alone = np.concatenate([int8.predict(digit[None]) for digit in digits[:16]])
+    np.testing.assert_array_equal(int8.predict(digits[:16]), alone)
+    np.testing.assert_array_equal(int8.predict(np.concatenate([digits[:1], digits[100:140]]))[0], alone[0])
+
+
 def test_an_unknown_engine_is_refused_by_name(small_model):
-    with pytest.raises(ValueError, match='INFERENCE_ENGINE is "onnx"; it is one of litert, tensorflow'):
+    with pytest.raises(ValueError, match='INFERENCE_ENGINE is "onnx"; it is one of litert-int8, litert-float32, tensorflow'):
         Classifier.load(small_model, engine="onnx")

@@ -126,7 +126,8 @@ def test_model_metadata(server, small_model):
     assert model["classes"] == list(range(10))
     assert model["test_accuracy"] == saved["test_accuracy"] and model["data_sha256"] == saved["data_sha256"]
     assert model["versions"]["tensorflow"] and model["trained_at"] == saved["trained_at"]
-    assert model["engine"] == "litert" and model["devices"] == ["LiteRT XNNPACK (CPU)"] and model["gpu"] is False
+    assert model["engine"] == "litert-int8" and model["gpu"] is False
+    assert model["devices"] == ["LiteRT XNNPACK (CPU), int8 weights"]
     missing = get(server, "/models/resnet-50")
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
 
