@@ -1,103 +1,95 @@
-"""Dynamic micro-batching inside one worker: concurrent requests share one model call.
+"""Dynamic micro-batching inside one worker: concurrent requests share one trip to a thread.
 
-Each request hands its images to :meth:`MicroBatcher.predict` and awaits its own probabilities.
-A single task per worker takes what is queued, up to ``max_batch`` images, runs the model once on
-all of it in a thread (the event loop keeps serving meanwhile), and gives each request its rows.
-While one batch runs, the next gathers by itself. Before running, the task waits up to
-``max_wait`` seconds for more images, but only while requests that will bring some are being
-decoded (:meth:`MicroBatcher.incoming`), so a lone request is never held back.
+Each request hands its items (a model's uploads: the raw bytes of each image) to
+:meth:`MicroBatcher.submit` and awaits its own results, one per item, in order. A single task per
+worker takes what is queued, up to ``max_batch`` items, runs ``process`` once on all of them in
+its own thread (the event loop keeps serving meanwhile), and gives each request its results.
+``process`` decodes and normalises every upload and runs the model once on the readable ones
+(classifier.Classifier.classify_uploads), so decoding never blocks the event loop, and a batch
+costs one hand-over between the event loop and a thread however many requests it holds.
+
+While one batch runs, the next gathers by itself: requests that arrive meanwhile queue up and
+form it. ``max_wait`` (default 0) makes a batch that is not full wait that long for more
+requests before it runs; it delays a lone request by as much, so it is off by default.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
-# The most images in one model call, and how long to hold a batch for images still being decoded.
+# The most items (images) in one batch, and how long a batch that is not full waits for more.
 MAX_BATCH = int(os.environ.get("BATCH_MAX_SIZE", "64"))
-MAX_WAIT_SECONDS = float(os.environ.get("BATCH_MAX_WAIT_MS", "2")) / 1000
+MAX_WAIT_SECONDS = float(os.environ.get("BATCH_MAX_WAIT_MS", "0")) / 1000
 
 
 class MicroBatcher:
-    """Gathers concurrent predictions of one event loop into batched calls of ``predict``."""
+    """Gathers concurrent submissions of one event loop into batched calls of ``process``, which
+    takes a list of items and returns one result per item, in order."""
 
-    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], max_batch: int = MAX_BATCH,
+    def __init__(self, process: Callable[[list], list], max_batch: int = MAX_BATCH,
                  max_wait: float = MAX_WAIT_SECONDS):
-        self._predict = predict
+        self._process = process
         self.max_batch = max_batch
         self.max_wait = max_wait
         self._queue: asyncio.Queue | None = None
         self._runner: asyncio.Task | None = None
-        self._incoming = 0
-        self._arrived = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
-        self.batch_sizes: deque[int] = deque(maxlen=1000)  # of the last model calls, for tests
+        self._held: tuple | None = None  # a submission that did not fit the last batch: it starts the next
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="batch")
+        self.batch_sizes: deque[int] = deque(maxlen=1000)  # of the last batches, for tests
 
-    @contextlib.contextmanager
-    def incoming(self):
-        """Mark a request that is decoding images it will hand to predict() soon."""
-        self._incoming += 1
-        try:
-            yield
-        finally:
-            self._incoming -= 1
-            self._arrived.set()
-
-    async def predict(self, pixels: np.ndarray) -> np.ndarray:
-        """Probabilities (N, 10) for N images (uint8 (N, 28, 28)), computed with whatever else is
-        queued at the time."""
+    async def submit(self, items: list) -> list:
+        """The results for ``items`` (one each, in order), computed with whatever else is queued."""
         if self._runner is None or self._runner.done():
-            self._queue = asyncio.Queue()
+            self._queue, self._held = asyncio.Queue(), None
             self._runner = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((pixels, future))
-        self._arrived.set()
+        self._queue.put_nowait((list(items), future))
         return await future
 
     async def _gather(self) -> list:
-        """The next batch: at least one request, then whatever is queued, up to max_batch images,
-        waiting up to max_wait for requests still decoding."""
-        items = [await self._queue.get()]
-        count = len(items[0][0])
-        deadline = asyncio.get_running_loop().time() + self.max_wait
+        """The next batch: at least one submission, then whatever is queued (waiting up to
+        max_wait for more), up to max_batch items."""
+        batch = [self._held or await self._queue.get()]
+        self._held = None
+        count = len(batch[0][0])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
         while count < self.max_batch:
             if not self._queue.empty():
-                pixels, future = self._queue.get_nowait()
-                if count + len(pixels) > self.max_batch:
-                    self._queue.put_nowait((pixels, future))  # it starts the next batch
+                submission = self._queue.get_nowait()
+            elif (left := deadline - loop.time()) > 0:
+                try:
+                    submission = await asyncio.wait_for(self._queue.get(), left)
+                except TimeoutError:
                     break
-                items.append((pixels, future))
-                count += len(pixels)
-                continue
-            left = deadline - asyncio.get_running_loop().time()
-            if self._incoming == 0 or left <= 0:
+            else:
                 break
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), left)
-        return items
+            if count + len(submission[0]) > self.max_batch:
+                self._held = submission  # it starts the next batch
+                break
+            batch.append(submission)
+            count += len(submission[0])
+        return batch
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            items = await self._gather()
-            batch = np.concatenate([pixels for pixels, _ in items])
-            self.batch_sizes.append(len(batch))
+            batch = await self._gather()
+            items = [item for submitted, _ in batch for item in submitted]
+            self.batch_sizes.append(len(items))
             try:
-                probabilities = await loop.run_in_executor(self._executor, self._predict, batch)
+                results = await loop.run_in_executor(self._executor, self._process, items)
             except Exception as error:  # every request of the batch gets the error
-                for _, future in items:
+                for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
             start = 0
-            for pixels, future in items:
+            for submitted, future in batch:
                 if not future.done():  # the client may have gone away
-                    future.set_result(probabilities[start : start + len(pixels)])
-                start += len(pixels)
+                    future.set_result(results[start : start + len(submitted)])
+                start += len(submitted)

@@ -6,8 +6,10 @@ TensorFlow is not fork-safe, so nothing here runs at import time: the server's l
 per ``*.keras`` file of the folder. Each slot reads its model's metadata at once (a missing or
 mismatched model stops the worker with a clear error) and loads TensorFlow and the model in a
 background thread, so the worker answers ``/health/ready`` with 503 until every model is loaded.
-The HTTP handlers reach a model through its classifier's micro-batcher (see batching), never
-through ``model.predict``, whose per-call overhead dwarfs this model's compute.
+The HTTP handlers reach a model through its classifier's micro-batcher (see batching), which
+runs :meth:`Classifier.classify_uploads` in its thread: decode and normalise each upload, then one
+model call for all the readable ones, never ``model.predict``, whose per-call overhead dwarfs this
+model's compute.
 
 Three inference engines (``INFERENCE_ENGINE``). ``litert-int8`` (the default) and
 ``litert-float32`` convert the Keras model at load time with TensorFlow's LiteRT converter and run
@@ -25,6 +27,7 @@ uses it); its probabilities and ``litert-float32``'s differ by about 1e-10, a te
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -39,6 +42,7 @@ import numpy as np
 
 import metrics
 import model_input
+import preprocess
 from batching import MicroBatcher
 from train_mnist import file_sha256, metadata_path
 
@@ -79,7 +83,7 @@ class Classifier:
     batcher: MicroBatcher = field(init=False, repr=False)  # batches the event loop's requests
 
     def __post_init__(self):
-        self.batcher = MicroBatcher(self.predict)
+        self.batcher = MicroBatcher(self.classify_uploads)
 
     @classmethod
     def load(cls, model_path: str | os.PathLike, metadata: dict | None = None, engine: str | None = None
@@ -117,6 +121,20 @@ class Classifier:
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (N, 10), for uint8 pixels of shape (N, 28, 28)."""
         return self.predict_inputs(model_input.to_model_input(pixels))
+
+    def classify_uploads(self, uploads: list[bytes]) -> list[np.ndarray | Exception]:
+        """For each uploaded file's bytes, its class probabilities (10,), or the error that says
+        why it has none (a preprocess.UploadError, or whatever else decoding raised, which then
+        fails only its own upload); the readable uploads go through the model in one call."""
+        decoded: list[np.ndarray | Exception] = []
+        for data in uploads:
+            try:
+                decoded.append(preprocess.upload_to_pixels(data))
+            except Exception as error:
+                decoded.append(error)
+        readable = [pixels for pixels in decoded if isinstance(pixels, np.ndarray)]
+        probabilities = iter(self.predict(np.stack(readable)) if readable else ())
+        return [item if isinstance(item, Exception) else next(probabilities) for item in decoded]
 
     def answer(self, probabilities: np.ndarray) -> dict:
         """The JSON answer for one image's probabilities: digit, confidence, all ten, model."""
@@ -191,6 +209,10 @@ class ModelSlot:
             self.error = f"loading {self.path} failed: {type(error).__name__}: {error}"
             log.exception("model load failed")
         else:
+            # TensorFlow and the model leave hundreds of thousands of long-lived objects, which
+            # every full collection of the garbage collector walked: pauses of 80-180 ms under
+            # load, each one a latency spike for every request in flight. Frozen, they are skipped.
+            gc.freeze()
             seconds = time.perf_counter() - started
             metrics.MODEL_LOAD_SECONDS.set(seconds)
             log.info(

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from anyio import CapacityLimiter, to_thread
+from anyio import to_thread
 from connexion import request
 from connexion.exceptions import ProblemException
 
@@ -26,19 +26,6 @@ MODEL_WAIT_SECONDS = float(os.environ.get("MODEL_WAIT_SECONDS", "30"))
 RETRY_AFTER = {"Retry-After": "5"}
 # The drawing page served at GET / (one self-contained file: no build step, nothing fetched elsewhere).
 PAGE = Path(__file__).resolve().parent / "web" / "index.html"
-# Threads of a worker that decode and normalise uploads. Decoding is mostly Python holding the
-# GIL, so more threads than this only take turns, and starve the event loop while they do.
-DECODE_THREADS = int(os.environ.get("DECODE_THREADS", "1"))
-_decoders: CapacityLimiter | None = None  # made in the worker's event loop, on first use
-
-
-def _decode_limiter() -> CapacityLimiter:
-    global _decoders
-    if _decoders is None:
-        _decoders = CapacityLimiter(DECODE_THREADS)
-    return _decoders
-
-
 # What an upload that cannot be classified gets: status and title of its problem.
 UPLOAD_PROBLEMS = {
     preprocess.ImageTooLarge: (413, "Image too large"),
@@ -67,28 +54,24 @@ async def _classifier(name: str | None) -> Classifier:
         raise ProblemException(status=503, title="Model not ready", detail=str(error), headers=RETRY_AFTER) from None
 
 
-def _problem(error: preprocess.UploadError) -> dict:
-    status, title = UPLOAD_PROBLEMS[type(error)]
-    return {"type": "about:blank", "title": title, "status": status, "detail": str(error)}
-
-
-def _upload_pixels(data: bytes) -> np.ndarray | dict:
-    """An upload's 28x28 pixels, or the problem (a dict) that says why it has none."""
-    try:
-        return preprocess.upload_to_pixels(data)
-    except preprocess.UploadError as error:
-        return _problem(error)
+def _problem(result: np.ndarray | Exception) -> dict | None:
+    """The problem (a dict) of an upload that could not be classified, None if it was; an error
+    that is not the upload's fault is raised (500)."""
+    if not isinstance(result, Exception):
+        return None
+    if not isinstance(result, preprocess.UploadError):
+        raise result
+    status, title = UPLOAD_PROBLEMS[type(result)]
+    return {"type": "about:blank", "title": title, "status": status, "detail": str(result)}
 
 
 async def classify(file, model=None):
     """POST /mnist/classify: one uploaded image -> its digit and class probabilities."""
     classifier = await _classifier(model)
-    with classifier.batcher.incoming():  # decoding runs in a thread, off the event loop
-        pixels = await to_thread.run_sync(_upload_pixels, file.file.read(), limiter=_decode_limiter())
-    if isinstance(pixels, dict):
-        raise ProblemException(status=pixels["status"], title=pixels["title"], detail=pixels["detail"])
-    probabilities = await classifier.batcher.predict(pixels[None])
-    answer = classifier.answer(probabilities[0])
+    (result,) = await classifier.batcher.submit([file.file.read()])  # decoded in the batcher's thread
+    if problem := _problem(result):
+        raise ProblemException(status=problem["status"], title=problem["title"], detail=problem["detail"])
+    answer = classifier.answer(result)
     request.state.digits = [answer["digit"]]
     return answer, 200, JSON
 
@@ -97,15 +80,11 @@ async def classify_batch(files, model=None):
     """POST /mnist/classify/batch: several images -> one result each, in order; an image that
     cannot be read gets its problem in its place."""
     classifier = await _classifier(model)
-    with classifier.batcher.incoming():
-        decoded = await to_thread.run_sync(lambda: [_upload_pixels(file.file.read()) for file in files],
-                                           limiter=_decode_limiter())
-    readable = [pixels for pixels in decoded if not isinstance(pixels, dict)]
-    probabilities = iter(await classifier.batcher.predict(np.stack(readable)) if readable else [])
+    answers = await classifier.batcher.submit([file.file.read() for file in files])
     results = [
-        {"filename": file.filename, "error": item} if isinstance(item, dict)
-        else {"filename": file.filename, **classifier.answer(next(probabilities))}
-        for file, item in zip(files, decoded)
+        {"filename": file.filename, "error": problem} if (problem := _problem(result))
+        else {"filename": file.filename, **classifier.answer(result)}
+        for file, result in zip(files, answers)
     ]
     request.state.digits = [result["digit"] for result in results if "digit" in result]
     return {"results": results, "model": classifier.metadata["name"],
@@ -156,8 +135,7 @@ def describe(slot: ModelSlot) -> dict:
         "engine": slot.classifier.engine if slot.classifier else None,
         "devices": devices,
         "gpu": any(":GPU:" in device for device in devices),
-        "batching": {"max_batch_size": batching.MAX_BATCH, "max_wait_ms": batching.MAX_WAIT_SECONDS * 1000,
-                     "decode_threads": DECODE_THREADS},
+        "batching": {"max_batch_size": batching.MAX_BATCH, "max_wait_ms": batching.MAX_WAIT_SECONDS * 1000},
     }
 
 

@@ -1,8 +1,11 @@
 """The answer built from a model's probabilities (digit, confidence and the `uncertain` flag),
 and the three inference engines."""
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 import classifier
 import preprocess
@@ -65,6 +68,17 @@ def test_int8_weights_give_float32s_digits_and_nearly_its_probabilities(small_mo
     alone = np.concatenate([int8.predict(digit[None]) for digit in digits[:16]])
     np.testing.assert_array_equal(int8.predict(digits[:16]), alone)
     np.testing.assert_array_equal(int8.predict(np.concatenate([digits[:1], digits[100:140]]))[0], alone[0])
+
+
+def test_uploads_are_classified_in_order_with_an_error_in_place_of_each_unreadable_one(small_model, samples):
+    model = Classifier.load(small_model)
+    blank = io.BytesIO()
+    Image.new("L", (28, 28), 255).save(blank, "PNG")
+    results = model.classify_uploads([samples[3].read_bytes(), b"not an image", blank.getvalue(), samples[8].read_bytes()])
+    assert isinstance(results[1], preprocess.UnreadableImage) and isinstance(results[2], preprocess.NoDigitFound)
+    expected = model.predict(upload_pixels({3: samples[3], 8: samples[8]}))
+    np.testing.assert_array_equal(np.stack([results[0], results[3]]), expected)
+    assert model.classify_uploads([]) == []
 
 
 def test_an_unknown_engine_is_refused_by_name(small_model):

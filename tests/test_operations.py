@@ -167,10 +167,10 @@ def test_batching_and_engine_settings_are_honoured(small_model, tmp_path, sample
     """BATCH_MAX_SIZE=2 on one worker: 24 concurrent requests are answered in model calls of at
     most 2 images, and some calls do hold 2; INFERENCE_ENGINE=tensorflow serves through TensorFlow."""
     with gunicorn(small_model.parent, tmp_path, workers=1, BATCH_MAX_SIZE="2", BATCH_MAX_WAIT_MS="5",
-                  DECODE_THREADS="3", INFERENCE_ENGINE="tensorflow") as single:
+                  INFERENCE_ENGINE="tensorflow") as single:
         wait_until_ready(single)
         described = get(single, "/models/mnist-cnn").json()
-        assert described["batching"] == {"max_batch_size": 2, "max_wait_ms": 5.0, "decode_threads": 3}
+        assert described["batching"] == {"max_batch_size": 2, "max_wait_ms": 5.0}
         assert described["engine"] == "tensorflow" and described["devices"][0].endswith("CPU:0")
         with ThreadPoolExecutor(12) as pool:
             answers = list(pool.map(lambda digit: classify(single, samples[digit].read_bytes()), [2, 6] * 12))
