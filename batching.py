@@ -75,6 +75,11 @@ class MicroBatcher:
             count += len(submission[0])
         return batch
 
+    def _process_in_chunks(self, items: list) -> list:
+        """``process`` on at most max_batch items at a time (a batch-route request may hold more)."""
+        return [result for start in range(0, len(items), self.max_batch)
+                for result in self._process(items[start : start + self.max_batch])]
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -82,7 +87,7 @@ class MicroBatcher:
             items = [item for submitted, _ in batch for item in submitted]
             self.batch_sizes.append(len(items))
             try:
-                results = await loop.run_in_executor(self._executor, self._process, items)
+                results = await loop.run_in_executor(self._executor, self._process_in_chunks, items)
             except Exception as error:  # every request of the batch gets the error
                 for _, future in batch:
                     if not future.done():

@@ -51,6 +51,17 @@ def test_the_maximum_batch_size_is_honoured_and_order_kept():
     assert answers == [[("result", n)] * (1 + n % 3) for n in range(30)]
 
 
+def test_a_request_larger_than_the_maximum_is_processed_in_chunks_of_it():
+    calls = []
+
+    def record(items):
+        calls.append(len(items))
+        return identify(items)
+
+    results = run(MicroBatcher(record, max_batch=4).submit(list(range(10))))
+    assert calls == [4, 4, 2] and results == [("result", n) for n in range(10)]
+
+
 def test_by_default_a_lone_request_is_not_held_back():
     async def scenario():
         batcher = MicroBatcher(lambda items: items, max_batch=64, max_wait=0.0)
