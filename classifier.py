@@ -18,11 +18,11 @@ it with the LiteRT interpreter and its XNNPACK CPU kernels. ``litert-int8`` stor
 the CNN in about 0.09 ms per image where float32 takes 0.4 ms and TensorFlow's runtime 1.3 ms, most
 of that the call's own overhead; on the full MNIST test split the served CNN's answers agree with
 float32's on all but about 2 of 10,000 images, and its accuracy is checked against the Keras
-model's (tests/test_accuracy.py). Its activations are quantised per image, so an image's answer
-does not depend on what it is batched with. ``tensorflow`` runs a ``tf.function`` with a fixed
-input signature (traced once, during warm-up), on a GPU when TensorFlow sees one (the GPU image
-uses it); its probabilities and ``litert-float32``'s differ by about 1e-10, a test holds them to
-1e-6.
+model's (tests/test_accuracy.py). An image's answer does not depend on what it is batched with
+(bit-identical alone and batched; a test checks it). ``tensorflow`` runs a ``tf.function`` with
+a fixed input signature (traced once, during warm-up), on a GPU when TensorFlow sees one (the GPU
+image uses it); its probabilities and ``litert-float32``'s differ by about 1e-10, a test holds
+them to 1e-6.
 """
 
 from __future__ import annotations
@@ -209,9 +209,9 @@ class ModelSlot:
             self.error = f"loading {self.path} failed: {type(error).__name__}: {error}"
             log.exception("model load failed")
         else:
-            # TensorFlow and the model leave hundreds of thousands of long-lived objects, which
-            # every full collection of the garbage collector walked: pauses of 80-180 ms under
-            # load, each one a latency spike for every request in flight. Frozen, they are skipped.
+            # TensorFlow and the models leave about 280,000 long-lived objects, which every full
+            # collection of the garbage collector walked: pauses of 80-180 ms under load, each one
+            # a latency spike for every request in flight. Frozen, they are skipped.
             gc.freeze()
             seconds = time.perf_counter() - started
             metrics.MODEL_LOAD_SECONDS.set(seconds)

@@ -54,7 +54,7 @@ def test_litert_float32_gives_tensorflows_probabilities_at_any_batch_size(small_
 def test_int8_weights_give_float32s_digits_and_nearly_its_probabilities(small_models, samples, mnist, name):
     """The default engine quantises the weights to int8: on the samples and 500 test digits it
     picks the digit float32 picks (all but at most 1%), its probabilities stay near float32's, and
-    an image gets the same answer alone as in any batch (activations are quantised per image)."""
+    an image gets the same answer, bit for bit, alone as in any batch."""
     int8 = Classifier.load(small_models / f"{name}.keras")
     float32 = Classifier.load(small_models / f"{name}.keras", engine="litert-float32")
     assert int8.engine == "litert-int8" and int8.devices == ["LiteRT XNNPACK (CPU), int8 weights"]
