@@ -47,7 +47,7 @@ class MicroBatcher:
             self._queue, self._held = asyncio.Queue(), None
             self._runner = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((list(items), future))
+        self._queue.put_nowait((items, future))
         return await future
 
     async def _gather(self) -> list:

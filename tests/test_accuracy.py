@@ -4,6 +4,8 @@ Marked `accuracy`: `make test` runs them after training the model if var/data/ h
 `make test-fast` leaves them out.
 """
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,7 @@ REQUIRED_DENSE_ACCURACY = 0.978
 INT8_ACCURACY_DRIFT = 0.001
 
 
+@functools.cache  # each model and engine is loaded (and converted) once for the whole module
 def load(kind: str, engine: str | None = None) -> Classifier:
     path = KINDS[kind].default_out
     if not path.exists():
