@@ -106,14 +106,10 @@ def grayscale(image: Image.Image) -> Image.Image:
     return Image.composite(gray, background, alpha)
 
 
-# Ink above MASK_LEVEL of the contrast -> 255, the rest 0: the mask ink_box finds the digit on.
-MASK_LOOKUP = np.where(np.arange(256) > round(255 * MASK_LEVEL), 255, 0).astype(np.uint8)
-
-
-def apply_lookup(gray: Image.Image, lookup: np.ndarray) -> Image.Image:
-    """``gray`` (mode L) with each value v replaced by lookup[v]: what ``Image.point`` does, without
-    its per-call conversion of the 256-entry table in Python (a third of the time on small images)."""
-    return Image.fromarray(lookup[np.asarray(gray)], "L")
+# A pixel of the ink above this level (MASK_LEVEL of its contrast) counts for the bounding box.
+MASK_THRESHOLD = round(255 * MASK_LEVEL)
+INVERT_LOOKUP = np.arange(255, -1, -1, dtype=np.uint8)
+MEDIAN_3X3 = ImageFilter.MedianFilter(3)
 
 
 def median(values: np.ndarray) -> float:
@@ -135,21 +131,23 @@ def border_values(gray: np.ndarray) -> np.ndarray:
     )
 
 
-def ink_image(gray: Image.Image) -> tuple[Image.Image, Image.Image]:
+def ink_image(gray: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     """The digit bright (255) on a black (0) background whatever the polarity of ``gray``, and a
-    3x3 median-filtered copy of it (isolated noise specks removed), for finding the digit.
+    3x3 median-filtered copy of it (isolated noise specks removed), for finding the digit; both as
+    uint8 arrays.
 
     The border is background. If it lies nearer the darkest than the brightest pixel of the
     median-filtered image (one hot pixel does not count), the ink is dark and the image is inverted.
     Then the background level (the border's median) and noise up to three robust standard
     deviations of the border above it go to 0, and the ink's peak to 255.
     """
-    smooth = gray.filter(ImageFilter.MedianFilter(3)) if min(gray.size) >= 3 else gray
-    border = border_values(np.asarray(gray)).astype(np.float64)
+    smooth = gray.filter(MEDIAN_3X3) if min(gray.size) >= 3 else gray
+    pixels, smooth_pixels = np.asarray(gray), np.asarray(smooth)
+    border = border_values(pixels).astype(np.float64)
     background = median(border)
     darkest, brightest = smooth.getextrema()
     if background - darkest > brightest - background:
-        gray, smooth = ImageOps.invert(gray), ImageOps.invert(smooth)
+        pixels, smooth_pixels = INVERT_LOOKUP[pixels], INVERT_LOOKUP[smooth_pixels]
         border, background, brightest = 255 - border, 255 - background, 255 - darkest
     if brightest - background < MIN_CONTRAST:
         raise NoDigitFound("no digit found: the image is blank (nothing stands out from its background)")
@@ -157,19 +155,31 @@ def ink_image(gray: Image.Image) -> tuple[Image.Image, Image.Image]:
     floor = min(background + noise, (background + brightest) / 2)
     levels = np.clip((np.arange(256) - floor) * (255.0 / (brightest - floor)), 0, 255)
     lookup = levels.round().astype(np.uint8)
-    return apply_lookup(gray, lookup), apply_lookup(smooth, lookup)
+    return lookup[pixels], lookup[smooth_pixels]
 
 
-def ink_box(ink: Image.Image, smooth_ink: Image.Image) -> tuple[int, int, int, int]:
+def bounding_box(mask: np.ndarray, grow: int = 0) -> tuple[int, int, int, int] | None:
+    """(left, upper, right, lower) of the True pixels of ``mask``, as Pillow's ``getbbox`` gives it,
+    grown by ``grow`` pixels on each side within the image; None if there are none."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    height, width = mask.shape
+    return (max(int(cols[0]) - grow, 0), max(int(rows[0]) - grow, 0),
+            min(int(cols[-1]) + 1 + grow, width), min(int(rows[-1]) + 1 + grow, height))
+
+
+def ink_box(ink: np.ndarray, smooth_ink: np.ndarray) -> tuple[int, int, int, int]:
     """The bounding box of the digit's ink, ignoring isolated specks of noise.
 
     The mask is the pixels of the median-filtered ink above MASK_LEVEL of its contrast, grown back
-    by one pixel (which the median filter takes off strokes). A drawing whose strokes are all one
-    pixel thin has nothing left after the median filter and uses the unfiltered ink.
+    by one pixel (which the median filter takes off strokes): the box a 3x3 maximum filter of the
+    mask would have. A drawing whose strokes are all one pixel thin has nothing left after the
+    median filter and uses the unfiltered ink.
     """
-    box = apply_lookup(smooth_ink, MASK_LOOKUP).filter(ImageFilter.MaxFilter(3)).getbbox()
+    box = bounding_box(smooth_ink > MASK_THRESHOLD, grow=1)
     if box is None:
-        box = apply_lookup(ink, MASK_LOOKUP).getbbox()
+        box = bounding_box(ink > MASK_THRESHOLD)
     if box is None:
         raise NoDigitFound("no digit found: the image is blank (nothing stands out from its background)")
     return box
@@ -183,8 +193,8 @@ def centre_in_frame(digit: np.ndarray) -> np.ndarray:
     total = mass.sum()
     centre_row = (mass.sum(axis=1) @ np.arange(height)) / total
     centre_col = (mass.sum(axis=0) @ np.arange(width)) / total
-    top = int(np.clip(round(model_input.CENTRE[0] - centre_row), 0, model_input.HEIGHT - height))
-    left = int(np.clip(round(model_input.CENTRE[1] - centre_col), 0, model_input.WIDTH - width))
+    top = min(max(round(model_input.CENTRE[0] - centre_row), 0), model_input.HEIGHT - height)
+    left = min(max(round(model_input.CENTRE[1] - centre_col), 0), model_input.WIDTH - width)
     frame[top : top + height, left : left + width] = digit
     return frame
 
@@ -194,13 +204,15 @@ def normalise(gray: Image.Image) -> np.ndarray:
     if max(gray.size) > WORKING_SIDE:
         gray = ImageOps.contain(gray, (WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
     ink, smooth_ink = ink_image(gray)
-    digit = ink.crop(ink_box(ink, smooth_ink))
+    left, upper, right, lower = ink_box(ink, smooth_ink)
+    digit = Image.fromarray(ink[upper:lower, left:right])
     digit = ImageOps.contain(digit, (model_input.DIGIT_BOX, model_input.DIGIT_BOX), Image.Resampling.LANCZOS)
-    pixels = np.asarray(digit, dtype=np.float64)
-    if pixels.max() < 1:
+    pixels = np.asarray(digit)
+    peak = int(pixels.max())
+    if peak < 1:
         raise NoDigitFound("no digit found: the ink is too faint or too thin to see at 20 px")
-    # Thin strokes of a large image come out faint after scaling down; MNIST strokes peak at 255.
-    pixels = np.clip(pixels * (255.0 / pixels.max()), 0, 255).round().astype(np.uint8)
+    if peak < 255:  # thin strokes of a large image come out faint after scaling down; MNIST's peak at 255
+        pixels = np.clip(pixels * (255.0 / peak), 0, 255).round().astype(np.uint8)
     return centre_in_frame(pixels)
 
 

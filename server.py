@@ -19,6 +19,7 @@ from connexion.middleware import MiddlewarePosition  # noqa: E402
 
 from middleware import BodySizeLimit, RequestObserver  # noqa: E402
 from train_mnist import MODEL_DIR  # noqa: E402
+from validators import VALIDATOR_MAP  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -34,7 +35,7 @@ def create_app(model_dir: str | os.PathLike | None = None) -> connexion.AsyncApp
         yield {"models": ModelShelf(model_dir).start_loading()}
 
     app = connexion.AsyncApp(__name__, specification_dir=HERE, lifespan=lifespan)
-    app.add_api("models.yaml")
+    app.add_api("models.yaml", validator_map=VALIDATOR_MAP)
     app.add_middleware(RequestObserver, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
     return app

@@ -1,0 +1,46 @@
+"""The once-built validators answer exactly as connexion's own, and build one validator per schema."""
+
+import pytest
+from connexion.validators import MultiPartFormDataValidator, ParameterValidator
+from jsonschema import ValidationError
+
+import validators
+
+PARAMETERS = [
+    {"name": "model", "in": "query", "schema": {"type": "string"}},
+    {"name": "limit", "in": "query", "required": True, "schema": {"type": "integer", "maximum": 10}},
+    {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["cnn", "dense"]}},
+    {"name": "note", "in": "query", "schema": {"type": "string", "nullable": True}},
+]
+VALUES = [None, "mnist-cnn", 3, 11, "x", "cnn", "dense", "null"]
+
+
+@pytest.mark.parametrize("param", PARAMETERS, ids=lambda p: p["name"])
+@pytest.mark.parametrize("value", VALUES, ids=repr)
+def test_parameter_answers_are_connexions(param, value):
+    expected = ParameterValidator.validate_parameter("query", value, param)
+    assert validators.OnceBuiltParameterValidator.validate_parameter("query", value, param) == expected
+
+
+def test_one_validator_per_schema():
+    first, second = {"type": "integer"}, {"type": "integer"}
+    built = validators.validator_for(first, validators.Draft4Validator)
+    assert validators.validator_for(first, validators.Draft4Validator) is built
+    assert validators.validator_for(second, validators.Draft4Validator) is not built
+
+
+def test_form_validator_rejects_what_connexions_rejects():
+    schema = {"type": "object", "required": ["files"],
+              "properties": {"files": {"type": "array", "maxItems": 2, "items": {"type": "string"}}}}
+    ours = validators.OnceBuiltMultiPartValidator(schema=schema, encoding="utf-8", strict_validation=False)
+    theirs = MultiPartFormDataValidator(schema=schema, encoding="utf-8", strict_validation=False)
+    for body in ({"files": ["", ""]}, {"files": ["", "", ""]}, {}):
+        outcomes = []
+        for validator in (ours, theirs):
+            try:
+                validator._validator.validate(body)
+                outcomes.append(None)
+            except ValidationError as error:
+                outcomes.append(error.message)
+        assert outcomes[0] == outcomes[1]
+    assert ours._validator is ours._validator
