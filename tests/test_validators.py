@@ -44,3 +44,55 @@ def test_form_validator_rejects_what_connexions_rejects():
                 outcomes.append(error.message)
         assert outcomes[0] == outcomes[1]
     assert ours._validator is ours._validator
+
+
+SPEC = """
+openapi: 3.0.3
+info: {title: hand-over, version: "1"}
+paths:
+  /upload:
+    post:
+      operationId: test_validators.upload
+      requestBody:
+        required: true
+        content:
+          multipart/form-data:
+            schema:
+              type: object
+              required: [file]
+              properties:
+                file: {type: string, format: binary}
+      responses:
+        "200": {description: the upload's name and size}
+"""
+
+
+async def upload(file):
+    return {"name": file.filename, "size": len(await file.read())}
+
+
+def test_the_handler_gets_the_form_the_validator_parsed(tmp_path, monkeypatch):
+    import connexion
+    from starlette import formparsers
+
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    parses = []
+    parse = formparsers.MultiPartParser.parse
+
+    async def counted(self):
+        parses.append(type(self).__name__)
+        return await parse(self)
+
+    monkeypatch.setattr(formparsers.MultiPartParser, "parse", counted)
+    app = connexion.AsyncApp(__name__, specification_dir=tmp_path)
+    app.add_api("spec.yaml", validator_map=validators.VALIDATOR_MAP)
+    client = app.test_client()
+
+    response = client.post("/upload", files={"file": ("d.png", b"x" * 300, "image/png")})
+    assert response.status_code == 200 and response.json() == {"name": "d.png", "size": 300}
+    assert parses == ["FormKeepingParser"]  # once, by the validator; the handler reused it
+
+    parses.clear()
+    response = client.post("/upload", files={"other": ("d.png", b"x", "image/png")})
+    assert response.status_code == 400 and "'file' is a required property" in response.json()["detail"]
+    assert parses == ["FormKeepingParser"]
