@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import functools
 
-from connexion.lifecycle import ConnexionRequest
-from jsonschema import Draft4Validator, ValidationError
-from connexion.json_schema import Draft4RequestValidator
-from connexion.utils import is_null, is_nullable
 from connexion.datastructures import MediaTypeDict
+from connexion.json_schema import Draft4RequestValidator
+from connexion.lifecycle import ConnexionRequest
+from connexion.utils import is_null, is_nullable
 from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATORS
 from connexion.validators import MultiPartFormDataValidator, ParameterValidator
+from jsonschema import Draft4Validator, ValidationError
 from starlette.formparsers import MultiPartParser
 
 # Where the validator leaves the parsed form: the scope's extensions, shared by everything downstream.
