@@ -4,8 +4,8 @@ Each request hands its items (a model's uploads: the raw bytes of each image) to
 :meth:`MicroBatcher.submit` and awaits its own results, one per item, in order. A single task per
 worker takes what is queued, up to ``max_batch`` items, runs ``process`` once on all of them in
 its own thread (the event loop keeps serving meanwhile), and gives each request its results.
-``process`` decodes and normalises every upload and runs the model once on the readable ones
-(classifier.Classifier.classify_uploads), so decoding never blocks the event loop, and a batch
+``process`` decodes every upload, normalises the readable ones together and runs the model once
+on them (classifier.Classifier.classify_uploads), so decoding never blocks the event loop, and a batch
 costs one hand-over between the event loop and a thread however many requests it holds.
 
 While one batch runs, the next gathers by itself: requests that arrive meanwhile queue up and

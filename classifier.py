@@ -7,8 +7,8 @@ per ``*.keras`` file of the folder. Each slot reads its model's metadata at once
 mismatched model stops the worker with a clear error) and loads TensorFlow and the model in a
 background thread, so the worker answers ``/health/ready`` with 503 until every model is loaded.
 The HTTP handlers reach a model through its classifier's micro-batcher (see batching), which
-runs :meth:`Classifier.classify_uploads` in its thread: decode and normalise each upload, then one
-model call for all the readable ones, never ``model.predict``, whose per-call overhead dwarfs this
+runs :meth:`Classifier.classify_uploads` in its thread: decode each upload, normalise the readable
+ones together (preprocess.uploads_to_pixels), then one model call for all of them, never ``model.predict``, whose per-call overhead dwarfs this
 model's compute.
 
 Three inference engines (``INFERENCE_ENGINE``). ``litert-int8`` (the default) and
@@ -126,12 +126,7 @@ class Classifier:
         """For each uploaded file's bytes, its class probabilities (10,), or the error that says
         why it has none (a preprocess.UploadError, or whatever else decoding raised, which then
         fails only its own upload); the readable uploads go through the model in one call."""
-        decoded: list[np.ndarray | Exception] = []
-        for data in uploads:
-            try:
-                decoded.append(preprocess.upload_to_pixels(data))
-            except Exception as error:
-                decoded.append(error)
+        decoded = preprocess.uploads_to_pixels(uploads)
         readable = [pixels for pixels in decoded if isinstance(pixels, np.ndarray)]
         probabilities = iter(self.predict(np.stack(readable)) if readable else ())
         return [item if isinstance(item, Exception) else next(probabilities) for item in decoded]

@@ -230,3 +230,80 @@ def test_an_image_past_pillows_own_bomb_limit_is_refused_the_same_way():
     """Over twice the limit, Pillow itself refuses to open it; the error is still ImageTooLarge."""
     with pytest.raises(preprocess.ImageTooLarge, match="over the limit of 16000000"):
         preprocess.decode(encode(Image.new("1", (6000, 6000))))
+
+
+@pytest.fixture(scope="module")
+def mixed_uploads(samples, digit) -> list[bytes]:
+    """Uploads as a batch brings them: MNIST digits of one size among a blank image and a speck of
+    noise of that size, the same digit inverted, larger, tiny and on a page, and what is no image."""
+    rng = np.random.default_rng(11)
+    speck = np.zeros((28, 28), np.uint8)
+    speck[rng.integers(0, 28, 3), rng.integers(0, 28, 3)] = 255
+    edge = np.zeros((28, 28), np.uint8)
+    edge[:, :3] = 255  # ink against the image's edge, next to other images in the stack
+    return [
+        *(path.read_bytes() for path in samples.values()),
+        encode(Image.new("L", (28, 28), 0)),
+        encode(Image.fromarray(speck)),
+        encode(Image.fromarray(edge)),
+        encode(Image.fromarray(255 - digit)),
+        encode(ink_mask(digit, 5)),
+        encode(Image.fromarray(digit).resize((9, 7))),
+        encode(on_paper(ink_mask(digit, 2), (400, 300), (300, 200))),
+        b"not an image",
+    ]
+
+
+def outcome(upload: bytes):
+    """The pixels an upload normalises to alone, or its error's type and message."""
+    try:
+        return preprocess.upload_to_pixels(upload)
+    except preprocess.UploadError as error:
+        return type(error), str(error)
+
+
+def assert_same_outcomes(batched: list, alone: list):
+    for n, (got, expected) in enumerate(zip(batched, alone, strict=True)):
+        if isinstance(expected, tuple):
+            assert (type(got), str(got)) == expected, f"upload {n}"
+        else:
+            assert np.array_equal(got, expected), f"upload {n} normalises differently in a batch"
+
+
+def test_an_upload_normalises_the_same_alone_and_in_a_batch(mixed_uploads):
+    """Uploads of one size are normalised together as one stack: each must come out bit for bit as
+    it does alone, and a blank or unreadable one gets its own error without touching the others."""
+    alone = [outcome(upload) for upload in mixed_uploads]
+    assert sum(isinstance(result, np.ndarray) for result in alone) == len(mixed_uploads) - 3
+    assert_same_outcomes(preprocess.uploads_to_pixels(mixed_uploads), alone)
+    assert_same_outcomes(preprocess.uploads_to_pixels(mixed_uploads[::-1]), alone[::-1])
+
+
+def test_a_stack_too_large_for_one_pass_is_normalised_in_parts(mixed_uploads, monkeypatch):
+    alone = [outcome(upload) for upload in mixed_uploads]
+    monkeypatch.setattr(preprocess, "STACK_PIXELS", 3 * 28 * 28)
+    assert_same_outcomes(preprocess.uploads_to_pixels(mixed_uploads), alone)
+
+
+def test_training_normalises_mnist_as_uploads_are(samples):
+    """normalise_stack, which training uses, gives each MNIST digit the pixels its PNG upload gets."""
+    paths = list(samples.values())
+    stacked = preprocess.normalise_stack(np.stack([np.asarray(Image.open(path)) for path in paths]))
+    for pixels, path in zip(stacked, paths, strict=True):
+        assert np.array_equal(pixels, preprocess.upload_to_pixels(path.read_bytes()))
+
+
+def test_the_stacked_median_filter_is_pillows_on_each_image():
+    """One filter pass over a stack must give each image exactly what Pillow's own 3x3 median filter
+    gives it alone, edges included (random pixels: every window counts)."""
+    stack = np.random.default_rng(5).integers(0, 256, (6, 9, 13), dtype=np.uint8)
+    for image, filtered in zip(stack, preprocess.median_filtered(stack), strict=True):
+        assert np.array_equal(filtered, np.asarray(Image.fromarray(image).filter(ImageFilter.MedianFilter(3))))
+
+
+def test_the_stacked_bounding_boxes_are_pillows():
+    masks = np.random.default_rng(6).random((40, 11, 17)) < 0.02
+    boxes, found = preprocess.bounding_boxes(masks)
+    for mask, box, has_ink in zip(masks, boxes, found, strict=True):
+        expected = Image.fromarray(mask.astype(np.uint8)).getbbox()
+        assert (tuple(box.tolist()) if has_ink else None) == expected
