@@ -194,6 +194,14 @@ def test_a_blank_image_has_no_digit(image):
         preprocess.upload_to_pixels(encode(image))
 
 
+@pytest.mark.parametrize("size", [(300, 3), (5, 300)])
+def test_a_digit_too_flat_to_scale_has_no_digit(digit, size):
+    """Squashed to a few px, the digit's short side rounds to 0 px at 20 px long: a clear 422-kind error
+    (the per-image code of before crashed on the empty array, a 500)."""
+    with pytest.raises(preprocess.NoDigitFound, match="too faint or too thin"):
+        preprocess.upload_to_pixels(encode(Image.fromarray(digit).resize(size)))
+
+
 def test_noise_alone_is_not_a_digit():
     noise = np.random.default_rng(3).normal(200, 6, (120, 120)).clip(0, 255).astype(np.uint8)
     with pytest.raises(preprocess.NoDigitFound):
