@@ -276,6 +276,14 @@ def normalise_same_size(grays: list[Image.Image]) -> list[np.ndarray | NoDigitFo
             for frame, ok, fit in zip(frames, normalised, fitted)]
 
 
+def reduced(gray: Image.Image) -> Image.Image:
+    """``gray``, or if it is over WORKING_SIDE a side, reduced to that (BOX filter) for the search
+    for the digit."""
+    if max(gray.size) > WORKING_SIDE:
+        return ImageOps.contain(gray, (WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
+    return gray
+
+
 def normalise_many(grays: list[Image.Image]) -> list[np.ndarray | NoDigitFound]:
     """Grayscale images of digits, any polarity and size -> 28x28 uint8 pixels each, MNIST-style, or
     the NoDigitFound that says why an image has none.
@@ -284,8 +292,7 @@ def normalise_many(grays: list[Image.Image]) -> list[np.ndarray | NoDigitFound]:
     one Pillow call for the median filter of all of them, so a batch of small uploads costs a
     fraction of one call per image. Every image comes out exactly as it would alone.
     """
-    grays = [ImageOps.contain(gray, (WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
-             if max(gray.size) > WORKING_SIDE else gray for gray in grays]
+    grays = [reduced(gray) for gray in grays]
     by_size: dict[tuple[int, int], list[int]] = {}
     for index, gray in enumerate(grays):
         by_size.setdefault(gray.size, []).append(index)
@@ -328,8 +335,8 @@ def uploads_to_pixels(uploads: list[bytes]) -> list[np.ndarray | Exception]:
     readable images are normalised together (normalise_many)."""
     results: list = []
     for data in uploads:
-        try:
-            results.append(grayscale(decode(data)))
+        try:  # reduced at once: a batch of large photos holds at most WORKING_SIDE^2 pixels each
+            results.append(reduced(grayscale(decode(data))))
         except Exception as error:
             results.append(error)
     readable = [n for n, result in enumerate(results) if isinstance(result, Image.Image)]

@@ -3,7 +3,7 @@
     python realistic_uploads.py [--data DIR] [--model PATH] [--per-style N] [--save DIR]
 
 Each style imitates what people really send (see STYLES). Every image goes through the same path
-as an HTTP upload (encoded file bytes -> preprocess.upload_to_pixels -> the classifier), and the
+as an HTTP upload (encoded file bytes -> preprocess.uploads_to_pixels -> the classifier), and the
 script prints the accuracy per style. The handwritten styles use the MNIST test split only, which
 training never sees; the printed style uses fonts found on this machine (FONT_DIRS). ``--save``
 writes the images, to look at them.
@@ -175,17 +175,22 @@ def evaluate(classify_pixels, x_test, y_test, per_style: int, save: Path | None 
     """Accuracy per style of ``classify_pixels`` (a stack of 28x28 uint8 -> predicted digits)."""
     import preprocess
 
-    pixels, labels, styles = [], [], []
+    uploads, labels, styles = [], [], []
     for number, (style, label, data) in enumerate(make_uploads(x_test, y_test, per_style)):
         if save is not None:
             kind = Image.open(io.BytesIO(data)).format.lower()
             (save / f"{style}-{number:05d}-{label}.{kind}").write_bytes(data)
-        try:
-            pixels.append(preprocess.upload_to_pixels(data))
-        except preprocess.NoDigitFound:
-            pixels.append(np.zeros((28, 28), np.uint8))  # counts as wrong unless the model says so
+        uploads.append(data)
         labels.append(label)
         styles.append(style)
+    pixels = []
+    for start in range(0, len(uploads), 256):  # normalised together, 256 at a time (memory)
+        for result in preprocess.uploads_to_pixels(uploads[start : start + 256]):
+            if isinstance(result, preprocess.NoDigitFound):
+                result = np.zeros((28, 28), np.uint8)  # counts as wrong unless the model says so
+            elif isinstance(result, Exception):
+                raise result
+            pixels.append(result)
     predicted = classify_pixels(np.stack(pixels))
     correct = predicted == np.asarray(labels)
     styles = np.asarray(styles)

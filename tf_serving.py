@@ -50,23 +50,42 @@ def parse_predict_request(body) -> tuple[np.ndarray, str]:
         raise BadPredictRequest("the instances must be a non-empty list, one entry per image")
     if len(items) > MAX_INSTANCES:
         raise BadPredictRequest(f"{len(items)} instances; at most {MAX_INSTANCES} per request")
-    return np.concatenate([instance_to_input(item, n) for n, item in enumerate(items)]), key
+    return np.concatenate(instances_to_input(items)), key
 
 
-def instance_to_input(instance, index: int) -> np.ndarray:
-    """One instance -> model input of shape (1, 28, 28, 1)."""
+def instances_to_input(items: list) -> list[np.ndarray]:
+    """Each instance -> model input of shape (1, 28, 28, 1); the image files of ``b64`` instances
+    are normalised together, as the uploads of a batch are (preprocess.uploads_to_pixels)."""
+    inputs: list = [None] * len(items)
+    files: dict[int, bytes] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, dict):
+            files[index] = b64_file(item, index)
+        else:
+            inputs[index] = tensor_to_input(item, index)
+    for index, pixels in zip(files, preprocess.uploads_to_pixels(list(files.values()))):
+        if isinstance(pixels, preprocess.UploadError):
+            raise BadPredictRequest(f"instance {index}: {pixels}")
+        if isinstance(pixels, Exception):
+            raise pixels
+        inputs[index] = model_input.to_model_input(pixels)
+    return inputs
+
+
+def b64_file(instance: dict, index: int) -> bytes:
+    """The image file of a ``{"b64": ...}`` instance."""
     where = f"instance {index}"
-    if isinstance(instance, dict):
-        if set(instance) != {"b64"} or not isinstance(instance["b64"], str):
-            raise BadPredictRequest(f'{where}: an object instance is {{"b64": "<base64 image bytes>"}}')
-        try:
-            data = base64.b64decode(instance["b64"], validate=True)
-        except (binascii.Error, ValueError):
-            raise BadPredictRequest(f"{where}: b64 is not valid base64") from None
-        try:
-            return model_input.to_model_input(preprocess.upload_to_pixels(data))
-        except preprocess.UploadError as error:
-            raise BadPredictRequest(f"{where}: {error}") from None
+    if set(instance) != {"b64"} or not isinstance(instance["b64"], str):
+        raise BadPredictRequest(f'{where}: an object instance is {{"b64": "<base64 image bytes>"}}')
+    try:
+        return base64.b64decode(instance["b64"], validate=True)
+    except (binascii.Error, ValueError):
+        raise BadPredictRequest(f"{where}: b64 is not valid base64") from None
+
+
+def tensor_to_input(instance, index: int) -> np.ndarray:
+    """An instance given as the model input itself (nested lists of numbers) -> (1, 28, 28, 1)."""
+    where = f"instance {index}"
     try:
         array = np.asarray(instance, dtype=np.float32)
     except (ValueError, TypeError):
