@@ -5,8 +5,8 @@ Each request hands its items (a model's uploads: the raw bytes of each image) to
 worker takes what is queued, up to ``max_batch`` items, runs ``process`` once on all of them in
 its own thread (the event loop keeps serving meanwhile), and gives each request its results.
 ``process`` decodes every upload, normalises the readable ones together and runs the model once
-on them (classifier.Classifier.classify_uploads), so decoding never blocks the event loop, and a batch
-costs one hand-over between the event loop and a thread however many requests it holds.
+on them (classifier.Classifier.classify_uploads), so decoding never blocks the event loop, and a
+batch costs one hand-over between the event loop and a thread however many requests it holds.
 
 While one batch runs, the next gathers by itself: requests that arrive meanwhile queue up and
 form it. ``max_wait`` (default 0) makes a batch that is not full wait that long for more

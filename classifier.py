@@ -8,8 +8,8 @@ mismatched model stops the worker with a clear error) and loads TensorFlow and t
 background thread, so the worker answers ``/health/ready`` with 503 until every model is loaded.
 The HTTP handlers reach a model through its classifier's micro-batcher (see batching), which
 runs :meth:`Classifier.classify_uploads` in its thread: decode each upload, normalise the readable
-ones together (preprocess.uploads_to_pixels), then one model call for all of them, never ``model.predict``, whose per-call overhead dwarfs this
-model's compute.
+ones together (preprocess.uploads_to_pixels), then one model call for all of them, never
+``model.predict``, whose per-call overhead dwarfs this model's compute.
 
 Three inference engines (``INFERENCE_ENGINE``). ``litert-int8`` (the default) and
 ``litert-float32`` convert the Keras model at load time with TensorFlow's LiteRT converter and run
