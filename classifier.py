@@ -139,7 +139,7 @@ class Classifier:
             "digit": digit,
             "confidence": confidence,
             "uncertain": confidence < UNCERTAIN_BELOW,
-            "probabilities": [float(p) for p in probabilities],
+            "probabilities": probabilities.tolist(),
             "model": self.metadata["name"],
             "model_version": self.metadata["version"],
         }

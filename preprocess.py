@@ -1,8 +1,8 @@
 """Image normalisation as pure functions: uploaded bytes -> 28x28 uint8 pixels, as MNIST made them.
 
 Whatever people send (any mode Pillow reads, any size, dark ink on paper or light on dark,
-transparent canvases, phone photos, a small digit somewhere on a page), :func:`to_pixels` turns it
-into what :func:`model_input.to_model_input` takes, the way MNIST itself was made:
+transparent canvases, phone photos, a small digit somewhere on a page), :func:`uploads_to_pixels`
+turns it into what :func:`model_input.to_model_input` takes, the way MNIST itself was made:
 
 1. upright per the EXIF orientation; grayscale, with alpha flattened onto a background that
    contrasts with the opaque strokes, 16-bit and float images scaled by their own range;
@@ -324,11 +324,6 @@ def normalise_stack(pixels: np.ndarray) -> np.ndarray:
     return np.stack(results)
 
 
-def to_pixels(image: Image.Image) -> np.ndarray:
-    """Any decoded image -> 28x28 uint8 pixels (see the module's docstring)."""
-    return normalise(grayscale(image))
-
-
 def uploads_to_pixels(uploads: list[bytes]) -> list[np.ndarray | Exception]:
     """Uploaded files' bytes -> 28x28 uint8 pixels for each, or the error that says why it has none
     (an UploadError; or whatever else decoding raised, which fails only its own upload). The
@@ -356,7 +351,7 @@ def uploads_to_pixels(uploads: list[bytes]) -> list[np.ndarray | Exception]:
 
 
 def upload_to_pixels(data: bytes) -> np.ndarray:
-    """Uploaded file bytes -> 28x28 uint8 pixels (see decode and to_pixels)."""
+    """Uploaded file bytes -> 28x28 uint8 pixels, or the UploadError that says why not."""
     (result,) = uploads_to_pixels([data])
     if isinstance(result, Exception):
         raise result
