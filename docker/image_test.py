@@ -84,6 +84,9 @@ def ensure_base_image() -> bool:
     mirror = debian_mirror()
     step(f"debootstrap bookworm (python3, venv) from {mirror}")
     with tempfile.TemporaryDirectory(prefix="mnist-rootfs-") as rootfs:
+        # The folder becomes the image's "/": mkdtemp made it 0700, which the image's non-root
+        # user cannot enter (its CMD then fails with "permission denied").
+        os.chmod(rootfs, 0o755)
         run("debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip,ca-certificates",
             "bookworm", rootfs, mirror, stdout=subprocess.DEVNULL)
         tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
