@@ -306,22 +306,24 @@ def normalise_many(grays: list[Image.Image]) -> list[np.ndarray | NoDigitFound]:
     return results
 
 
+def raise_any(results: list) -> list[np.ndarray]:
+    """``results`` (pixels or errors, as normalise_many gives them) if none is an error, else the
+    first error raised."""
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
+
+
 def normalise(gray: Image.Image) -> np.ndarray:
     """A grayscale image of one digit, any polarity and size -> 28x28 uint8 pixels, MNIST-style."""
-    (result,) = normalise_many([gray])
-    if isinstance(result, Exception):
-        raise result
-    return result
+    return raise_any(normalise_many([gray]))[0]
 
 
 def normalise_stack(pixels: np.ndarray) -> np.ndarray:
     """Normalise a stack of grayscale images, (N, height, width) uint8, as uploads are (training
     passes MNIST through this, so it sees what serving makes)."""
-    results = normalise_many([Image.fromarray(image) for image in pixels])
-    for result in results:
-        if isinstance(result, Exception):
-            raise result
-    return np.stack(results)
+    return np.stack(raise_any(normalise_many([Image.fromarray(image) for image in pixels])))
 
 
 def uploads_to_pixels(uploads: list[bytes]) -> list[np.ndarray | Exception]:
@@ -352,7 +354,4 @@ def uploads_to_pixels(uploads: list[bytes]) -> list[np.ndarray | Exception]:
 
 def upload_to_pixels(data: bytes) -> np.ndarray:
     """Uploaded file bytes -> 28x28 uint8 pixels, or the UploadError that says why not."""
-    (result,) = uploads_to_pixels([data])
-    if isinstance(result, Exception):
-        raise result
-    return result
+    return raise_any(uploads_to_pixels([data]))[0]
