@@ -77,22 +77,86 @@ def test_the_handler_gets_the_form_the_validator_parsed(tmp_path, monkeypatch):
 
     (tmp_path / "spec.yaml").write_text(SPEC)
     parses = []
-    parse = formparsers.MultiPartParser.parse
 
-    async def counted(self):
-        parses.append(type(self).__name__)
-        return await parse(self)
+    def counting(parser_class):
+        parse = parser_class.parse
 
-    monkeypatch.setattr(formparsers.MultiPartParser, "parse", counted)
+        async def counted(self):
+            parses.append(type(self).__name__)
+            return await parse(self)
+
+        monkeypatch.setattr(parser_class, "parse", counted)
+
+    counting(formparsers.MultiPartParser)
+    counting(validators.MultipartFormParser)
     app = connexion.AsyncApp(__name__, specification_dir=tmp_path)
     app.add_api("spec.yaml", validator_map=validators.VALIDATOR_MAP)
     client = app.test_client()
 
     response = client.post("/upload", files={"file": ("d.png", b"x" * 300, "image/png")})
     assert response.status_code == 200 and response.json() == {"name": "d.png", "size": 300}
-    assert parses == ["FormKeepingParser"]  # once, by the validator; the handler reused it
+    assert parses == ["MultipartFormParser"]  # once, by the validator; the handler reused it
 
     parses.clear()
     response = client.post("/upload", files={"other": ("d.png", b"x", "image/png")})
     assert response.status_code == 400 and "'file' is a required property" in response.json()["detail"]
-    assert parses == ["FormKeepingParser"]
+    assert parses == ["MultipartFormParser"]
+
+
+def parse_both(body: bytes, content_type: str):
+    """The form starlette's own parser makes of a body, and the one MultipartFormParser makes."""
+    import asyncio
+
+    from starlette.datastructures import Headers, UploadFile
+    from starlette.formparsers import MultiPartParser
+
+    async def stream():
+        for start in range(0, len(body), 1000):  # in chunks, as a server receives it
+            yield body[start : start + 1000]
+        yield b""
+
+    def plain(form):
+        return [(name, (value.filename, value.content_type, value.size, value.file.read())
+                 if isinstance(value, UploadFile) else value) for name, value in form.multi_items()]
+
+    headers = Headers({"content-type": content_type})
+    theirs = asyncio.run(MultiPartParser(headers, stream()).parse())
+    ours = asyncio.run(validators.MultipartFormParser(headers, stream(), scope={}).parse())
+    return plain(theirs), plain(ours)
+
+
+def test_the_form_parser_makes_the_form_starlettes_parser_makes():
+    import httpx
+
+    request = httpx.Request("POST", "http://test/", data={"model": "mnist-dense", "note": "dé"}, files=[
+        ("files", ("a.png", b"\x89PNG" + bytes(range(256)) * 20, "image/png")),
+        ("files", ("b c.jpg", b"\r\n--not-the-boundary\r\n", "image/jpeg")),
+        ("files", ("empty.png", b"", "image/png")),
+        ("file", ("no-type", b"x")),
+    ])
+    body = request.read()
+    theirs, ours = parse_both(body, request.headers["content-type"])
+    assert ours == theirs
+    assert [name for name, _ in ours] == ["model", "note", "files", "files", "files", "file"]
+    assert ours[1] == ("note", "dé") and ours[3][1][:3] == ("b c.jpg", "image/jpeg", 22)
+
+
+def test_the_form_parser_refuses_a_malformed_body_with_400():
+    import asyncio
+
+    from connexion.exceptions import BadRequestProblem
+    from starlette.datastructures import Headers
+
+    for body, content_type, says in [
+        (b"--XX\r\n", "multipart/form-data", "no boundary"),
+        (b"not multipart at all", "multipart/form-data; boundary=XX", "malformed"),
+        (b'--XX\r\nContent-Disposition: form-data; name="a"\r\n\r\nabc', "multipart/form-data; boundary=XX",
+         "malformed"),
+    ]:
+        async def stream():
+            yield body
+            yield b""
+
+        parser = validators.MultipartFormParser(Headers({"content-type": content_type}), stream(), scope={})
+        with pytest.raises(BadRequestProblem, match=says):
+            asyncio.run(parser.parse())
