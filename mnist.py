@@ -80,12 +80,13 @@ async def classify_batch(files, model=None):
     """POST /mnist/classify/batch: several images -> one result each, in order; an image that
     cannot be read gets its problem in its place."""
     classifier = await _classifier(model)
-    answers = await classifier.batcher.submit([file.file.read() for file in files])
-    results = [
-        {"filename": file.filename, "error": problem} if (problem := _problem(result))
-        else {"filename": file.filename, **classifier.answer(result)}
-        for file, result in zip(files, answers)
-    ]
+    outcomes = await classifier.batcher.submit([file.file.read() for file in files])
+    problems = [_problem(outcome) for outcome in outcomes]
+    readable = [outcome for outcome, problem in zip(outcomes, problems) if problem is None]
+    answers = iter(classifier.answers(np.stack(readable)) if readable else ())
+    results = [{"filename": file.filename, "error": problem} if problem
+               else {"filename": file.filename, **next(answers)}
+               for file, problem in zip(files, problems)]
     request.state.digits = [result["digit"] for result in results if "digit" in result]
     return {"results": results, "model": classifier.metadata["name"],
             "model_version": classifier.metadata["version"]}, 200, JSON

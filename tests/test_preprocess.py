@@ -301,10 +301,11 @@ def test_training_normalises_mnist_as_uploads_are(samples):
         assert np.array_equal(pixels, preprocess.upload_to_pixels(path.read_bytes()))
 
 
-def test_the_stacked_median_filter_is_pillows_on_each_image():
+@pytest.mark.parametrize("shape", [(6, 9, 13), (1, 3, 3), (3, 3, 40), (2, 41, 3), (64, 28, 28), (1, 300, 211)])
+def test_the_stacked_median_filter_is_pillows_on_each_image(shape):
     """One filter pass over a stack must give each image exactly what Pillow's own 3x3 median filter
     gives it alone, edges included (random pixels: every window counts)."""
-    stack = np.random.default_rng(5).integers(0, 256, (6, 9, 13), dtype=np.uint8)
+    stack = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
     for image, filtered in zip(stack, preprocess.median_filtered(stack), strict=True):
         assert np.array_equal(filtered, np.asarray(Image.fromarray(image).filter(ImageFilter.MedianFilter(3))))
 
