@@ -230,11 +230,10 @@ def fit_digits(ink: np.ndarray, boxes: np.ndarray, which: np.ndarray) -> tuple[n
     tall = Image.fromarray(ink.reshape(count * height, width))
     fitted = Image.new("L", (side, side * count))
     sizes = [(0, 0)] * count
-    for n in np.flatnonzero(which):
-        left, upper, right, lower = boxes[n].tolist()
+    for n, (left, upper, right, lower) in zip(np.flatnonzero(which).tolist(), boxes[which].tolist()):
         digit = tall.crop((left, upper + n * height, right, lower + n * height))
         digit = ImageOps.contain(digit, (side, side), Image.Resampling.LANCZOS)
-        fitted.paste(digit, (0, int(n) * side))
+        fitted.paste(digit, (0, n * side))
         sizes[n] = digit.size
     return np.array(fitted).reshape(count, side, side), sizes
 
@@ -248,10 +247,15 @@ def centre_in_frames(digits: np.ndarray, sizes: list, which: np.ndarray) -> np.n
     positions = np.arange(digits.shape[1])
     centre_rows = mass.sum(axis=2) @ positions
     centre_cols = mass.sum(axis=1) @ positions
-    for n in np.flatnonzero(which):
-        width, height = sizes[n]
-        top = min(max(round(model_input.CENTRE[0] - centre_rows[n] / total[n]), 0), model_input.HEIGHT - height)
-        left = min(max(round(model_input.CENTRE[1] - centre_cols[n] / total[n]), 0), model_input.WIDTH - width)
+    chosen = np.flatnonzero(which)
+    widths, heights = np.array([sizes[n] for n in chosen], np.int64).reshape(-1, 2).T
+    # Rounded half to even, as Python's round(); then kept inside the frame.
+    tops = np.minimum(np.maximum(np.round(model_input.CENTRE[0] - centre_rows[chosen] / total[chosen]), 0),
+                      model_input.HEIGHT - heights).astype(np.int64)
+    lefts = np.minimum(np.maximum(np.round(model_input.CENTRE[1] - centre_cols[chosen] / total[chosen]), 0),
+                       model_input.WIDTH - widths).astype(np.int64)
+    for n, top, left, width, height in zip(chosen.tolist(), tops.tolist(), lefts.tolist(),
+                                           widths.tolist(), heights.tolist()):
         frames[n, top : top + height, left : left + width] = digits[n, :height, :width]
     return frames
 

