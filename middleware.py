@@ -7,7 +7,6 @@ and the upload size limit.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -16,6 +15,7 @@ import sys
 import time
 from http import HTTPStatus
 
+import orjson
 from connexion.exceptions import ProblemException
 
 import metrics
@@ -97,7 +97,7 @@ class RequestObserver:
         digits = scope.get("state", {}).get("digits")
         if digits is not None:
             entry["digits"] = digits
-        access_log.info(json.dumps(entry))
+        access_log.info(orjson.dumps(entry).decode())
 
 
 class BodySizeLimit:
