@@ -115,8 +115,12 @@ class MultipartFormParser:
 def _form_value(segment: multipart.MultipartSegment, data: bytes) -> UploadFile | str:
     """A part's value: an UploadFile if it has a filename, else its text."""
     if segment.filename is None:
-        return data.decode(segment.charset or "utf-8", errors="replace")
-    headers = Headers(raw=[(name.lower().encode("latin-1"), value.encode("latin-1"))
+        try:
+            return data.decode(segment.charset or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            return data.decode("utf-8", errors="replace")
+    # Header values as the client sent them (UTF-8), as starlette's parser keeps them.
+    headers = Headers(raw=[(name.lower().encode("latin-1"), value.encode("utf-8"))
                            for name, value in segment.headerlist])
     return UploadFile(io.BytesIO(data), size=len(data), filename=segment.filename, headers=headers)
 

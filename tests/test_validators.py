@@ -135,12 +135,21 @@ def test_the_form_parser_makes_the_form_starlettes_parser_makes():
         ("files", ("b c.jpg", b"\r\n--not-the-boundary\r\n", "image/jpeg")),
         ("files", ("empty.png", b"", "image/png")),
         ("file", ("no-type", b"x")),
+        ("files", ("数字 7.png", b"\x89PNG", "image/png")),
     ])
     body = request.read()
     theirs, ours = parse_both(body, request.headers["content-type"])
     assert ours == theirs
-    assert [name for name, _ in ours] == ["model", "note", "files", "files", "files", "file"]
+    assert [name for name, _ in ours] == ["model", "note", "files", "files", "files", "file", "files"]
+    assert ours[-1][1][0] == "数字 7.png"
     assert ours[1] == ("note", "dé") and ours[3][1][:3] == ("b c.jpg", "image/jpeg", 22)
+
+
+def test_a_text_field_in_an_unknown_charset_is_read_as_utf8():
+    body = (b'--XX\r\nContent-Disposition: form-data; name="note"\r\nContent-Type: text/plain; charset=klingon\r\n'
+            b"\r\nd\xc3\xa9\r\n--XX--\r\n")
+    _, ours = parse_both(body, "multipart/form-data; boundary=XX")
+    assert ours == [("note", "dé")]
 
 
 def test_the_form_parser_refuses_a_malformed_body_with_400():
