@@ -15,9 +15,9 @@ turns it into what :func:`model_input.to_model_input` takes, the way MNIST itsel
 
 Images of one size are normalised together, as one stack (:func:`normalise_many`): NumPy over the
 whole stack and one median filter for all of them (OpenCV's), so a batch of small uploads costs a
-fraction of one pass per image, and every image comes out exactly as it would alone. Training passes the MNIST
-images through the same code (:func:`normalise_stack`) so the model sees exactly what serving
-makes. Limits are explicit: an image whose header declares more than
+fraction of one pass per image, and every image comes out exactly as it would alone. Training
+passes the MNIST images through the same code (:func:`normalise_stack`) so the model sees exactly
+what serving makes. Limits are explicit: an image whose header declares more than
 :data:`MAX_PIXELS` pixels is refused before it is decoded (decompression bombs).
 """
 

@@ -143,9 +143,10 @@ def test_bad_uploads_get_problem_json_and_the_server_keeps_serving(server, sampl
     assert after.status_code == 200 and after.json()["digit"] == 4
 
 
-def post_multipart(server, body: bytes, boundary: str | None = "XX", path="/mnist/classify") -> httpx.Response:
+def post_multipart(server, body: bytes, boundary: str | None = "XX") -> httpx.Response:
     content_type = "multipart/form-data" + (f"; boundary={boundary}" if boundary else "")
-    return httpx.post(f"{server.url}{path}", content=body, headers={"Content-Type": content_type}, timeout=10)
+    return httpx.post(f"{server.url}/mnist/classify", content=body, headers={"Content-Type": content_type},
+                      timeout=10)
 
 
 def test_a_malformed_multipart_body_gets_400_and_the_server_keeps_serving(server, samples):
