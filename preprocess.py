@@ -298,7 +298,7 @@ def normalise_many(grays: list[Image.Image]) -> list[np.ndarray | NoDigitFound]:
     the NoDigitFound that says why an image has none.
 
     Images of the same size are normalised together as one stack: NumPy over the whole stack, and
-    one Pillow call for the median filter of all of them, so a batch of small uploads costs a
+    one OpenCV call for the median filter of all of them, so a batch of small uploads costs a
     fraction of one call per image. Every image comes out exactly as it would alone.
     """
     grays = [reduced(gray) for gray in grays]

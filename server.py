@@ -33,11 +33,12 @@ class OrjsonJsonifier(Jsonifier):
     connexion's own encoder, as before; reading JSON is connexion's own."""
 
     OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+    CONNEXION_DEFAULT = JSONEncoder().default  # made once, not per answer
 
     def dumps(self, data, **kwargs):
         if kwargs:  # an option only the json module knows
             return super().dumps(data, **kwargs)
-        return orjson.dumps(data, default=JSONEncoder().default, option=self.OPTIONS).decode() + "\n"
+        return orjson.dumps(data, default=self.CONNEXION_DEFAULT, option=self.OPTIONS).decode() + "\n"
 
 
 def create_app(model_dir: str | os.PathLike | None = None) -> connexion.AsyncApp:
