@@ -70,6 +70,28 @@ def test_int8_weights_give_float32s_digits_and_nearly_its_probabilities(small_mo
     np.testing.assert_array_equal(int8.predict(np.concatenate([digits[:1], digits[100:140]]))[0], alone[0])
 
 
+def test_the_interpreter_runs_a_batch_larger_than_its_slice_in_slices_with_the_same_answers(
+        small_model, mnist, monkeypatch):
+    """LITERT_SLICE_SIZE: 10 images with slices of 4 are three invocations, and each image's
+    probabilities are bit for bit what it gets alone."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = Classifier.load(small_model)
+    digits = preprocess.normalise_stack(mnist.x_test[:10])
+    alone = np.concatenate([model.predict(digit[None]) for digit in digits])
+    monkeypatch.setattr(classifier, "LITERT_SLICE", 4)
+    invoke, invocations = Interpreter.invoke, []
+    monkeypatch.setattr(Interpreter, "invoke", lambda self: invocations.append(1) or invoke(self))
+    np.testing.assert_array_equal(model.predict(digits), alone)
+    assert len(invocations) == 3
+
+
+def test_a_slice_of_no_images_is_refused_by_name(small_model, monkeypatch):
+    monkeypatch.setattr(classifier, "LITERT_SLICE", 0)
+    with pytest.raises(ValueError, match="LITERT_SLICE_SIZE is 0; it is at least 1"):
+        Classifier.load(small_model)
+
+
 def test_uploads_are_classified_in_order_with_an_error_in_place_of_each_unreadable_one(small_model, samples):
     model = Classifier.load(small_model)
     blank = io.BytesIO()
