@@ -58,8 +58,9 @@ ENGINES = ("litert-int8", "litert-float32", "tensorflow")
 ENGINE = os.environ.get("INFERENCE_ENGINE", "litert-int8")
 # The most images the LiteRT interpreter runs in one invocation: a larger batch runs in slices of
 # this many. XNNPACK runs a batch one layer at a time, and 16 images' activations (about 100 KB an
-# image at the widest layer) stay in a core's L2 cache (1 MB here) where 64 images' do not: the
-# model's share of a 64-image batch measured 5-6% less CPU time in slices of 8 or 16 than whole.
+# image at the widest layer) stay in a core's L2 cache (1 MB here) where 64 images' do not:
+# decoding, normalising and running 64 PNGs took about 5% less CPU time in slices of 8 or 16 than
+# whole, and the batch route served 7-14% more (README, Speed).
 LITERT_SLICE = int(os.environ.get("LITERT_SLICE_SIZE", "16"))
 
 
