@@ -1,14 +1,14 @@
 # The MNIST digit service.
 #   make serve      create .venv, train the models if var/data/ has none, serve them with gunicorn
 #   make test       the whole test suite, the full-accuracy checks of the real models included
-#   make test-fast  the suite without the full-accuracy check (edit-test loop)
+#   make test-fast  the suite without the full-accuracy checks (edit-test loop)
 #   make model      train the models missing from var/data/: mnist-cnn.keras, mnist-dense.keras
 #   make retrain    train both models again
 #   make samples    rewrite var/data/sample-*.png from the MNIST test split
-#   make uploads    the model's accuracy on realistic uploads, per style (realistic_uploads.py)
-#   make bench      benchmark the real server with wrk (bench/benchmark.py)
+#   make uploads    the model's accuracy on realistic uploads, per style (tools/realistic_uploads.py)
+#   make bench      benchmark the real server with wrk (tools/benchmark.py)
 #   make image-test build the CPU image with podman/buildah (no Docker engine needed), run it, check it
-#   make lint       hadolint on both Dockerfiles
+#   make lint       ruff on the Python code, hadolint on both Dockerfiles
 # Settings (environment or make VAR=...): HOST, PORT, WORKERS, MODEL_DIR, MNIST_DATA, EPOCHS, PYTHON.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -20,7 +20,7 @@ EPOCHS ?=
 export HOST ?= 127.0.0.1
 export PORT ?= 5000
 
-.PHONY: serve test test-fast model retrain samples uploads bench image-test lint clean
+.PHONY: serve test test-fast system-packages model retrain samples uploads bench image-test lint clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 10) else f"Python 3.11 is needed, {sys.executable} is {v[0]}.{v[1]}")'
@@ -41,26 +41,32 @@ retrain: | $(INSTALLED)
 serve: $(INSTALLED) $(MODELS)
 	$(BIN)/gunicorn -c gunicorn.conf.py server:app
 
-test: $(INSTALLED) $(MODELS)
+# Chromium and fonts from Debian: installed when root on Debian/Ubuntu, else the command to run.
+system-packages:
+	@sh tools/system_packages.sh
+
+test: system-packages $(INSTALLED) $(MODELS)
 	$(BIN)/python -m pytest
 
-test-fast: $(INSTALLED)
+test-fast: system-packages $(INSTALLED)
 	$(BIN)/python -m pytest -m "not accuracy"
 
 samples: $(INSTALLED)
-	$(BIN)/python make_samples.py
+	$(BIN)/python -m tools.make_samples
 
 uploads: $(INSTALLED) $(MODELS)
-	$(BIN)/python realistic_uploads.py
+	$(BIN)/python -m tools.realistic_uploads
 
 bench: $(INSTALLED) $(MODELS)
-	$(BIN)/python bench/benchmark.py
+	$(BIN)/python -m tools.benchmark
 
 image-test: $(INSTALLED)
-	$(BIN)/python docker/image_test.py
+	$(BIN)/python -m tools.image_test
 
 lint: $(INSTALLED)
+	$(BIN)/ruff check .
 	$(BIN)/hadolint Dockerfile docker/gpu/Dockerfile
 
 clean:
-	rm -rf $(VENV) .pytest_cache __pycache__ tests/__pycache__
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

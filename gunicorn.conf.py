@@ -1,14 +1,17 @@
 """gunicorn settings for the MNIST server, taken from the environment.
 
 HOST (default 127.0.0.1), PORT (5000), WORKERS (2: one per core of a small box, each with its own
-copy of the model), WORKER_TIMEOUT (120 s). TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS (read
-by TensorFlow itself) default to 1 per worker, so the workers do not fight over the cores.
-Prometheus' multiprocess mode gets a fresh folder (PROMETHEUS_MULTIPROC_DIR) before the workers
-fork, and a dead worker's live gauges are dropped. The access log is the app's own JSON lines.
+copy of the models), WORKER_TIMEOUT (120 s). TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS
+default to 1 per worker, so the workers do not fight over the cores. Prometheus' multiprocess mode
+gets a fresh folder (PROMETHEUS_MULTIPROC_DIR) before the workers fork, and a dead worker's live
+gauges are dropped. The server's own settings are checked once here, before any worker starts,
+so a bad value stops gunicorn with its message instead of failing every worker. The access log is
+the app's own JSON lines.
 """
 
 import os
 import shutil
+import sys
 import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
@@ -16,18 +19,25 @@ workers = int(os.environ.get("WORKERS", "2"))
 worker_class = "uvicorn_worker.UvicornWorker"
 timeout = int(os.environ.get("WORKER_TIMEOUT", "120"))
 graceful_timeout = 30
-accesslog = None  # middleware.RequestObserver logs each request as one JSON line
+accesslog = None  # mnist_service.middleware.RequestObserver logs each request as one JSON line
 control_socket_disable = True  # gunicorn's runtime control socket is not used here
 
-for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-    os.environ.setdefault(name, "1")
+for name, value in (("TF_NUM_INTRAOP_THREADS", "1"), ("TF_NUM_INTEROP_THREADS", "1"), ("TF_CPP_MIN_LOG_LEVEL", "2")):
+    os.environ.setdefault(name, value)
 
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mnist-metrics-")
 
 
 def on_starting(server):
-    """Start from empty metrics: samples left by an earlier run would be summed in."""
+    """Refuse bad settings before any worker forks; start from empty metrics (samples left by an
+    earlier run would be summed in)."""
+    from mnist_service.settings import Settings, SettingsError
+
+    try:
+        Settings.from_env()
+    except SettingsError as error:
+        sys.exit(f"error: {error}")
     folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder, exist_ok=True)

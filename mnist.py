@@ -1,77 +1,53 @@
 """HTTP handlers for the routes in models.yaml, each named by its operationId.
 
 A handler turns HTTP input into a domain call and the result into JSON; routing, request
-validation and error rendering (RFC 7807 problem JSON) are connexion's. The worker's models are
-``request.state.models`` (a classifier.ModelShelf, set by the server's lifespan).
+validation and error rendering are connexion's, and the service's errors (mnist_service.errors)
+become RFC 7807 problems in the one handler ``server.py`` registers. The worker's models are
+``request.state.models`` (a registry.ModelRegistry) and its settings ``request.state.settings``,
+both set by the server's lifespan. Every inference route hands its items to the model's
+micro-batcher.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
 from anyio import to_thread
 from connexion import request
-from connexion.exceptions import ProblemException
 
-import batching
-import metrics
-import preprocess
-import tf_serving
-from classifier import Classifier, ModelNotReady, ModelSlot
+from mnist_service import answers, metrics, tf_serving
+from mnist_service.classifier import Classifier
+from mnist_service.errors import NotReady, ServiceError, UploadError, problem
 
 # The spec declares problem JSON for errors too, so a handler names the content type of its answer.
 JSON = {"Content-Type": "application/json"}
-# How long a request waits for a worker's model that is still loading before it gets 503.
-MODEL_WAIT_SECONDS = float(os.environ.get("MODEL_WAIT_SECONDS", "30"))
-RETRY_AFTER = {"Retry-After": "5"}
 # The drawing page served at GET / (one self-contained file: no build step, nothing fetched elsewhere).
 PAGE = Path(__file__).resolve().parent / "web" / "index.html"
-# What an upload that cannot be classified gets: status and title of its problem.
-UPLOAD_PROBLEMS = {
-    preprocess.ImageTooLarge: (413, "Image too large"),
-    preprocess.UnreadableImage: (415, "Unreadable image"),
-    preprocess.NoDigitFound: (422, "No digit found"),
-}
-
-
-def _slot(name: str | None = None) -> ModelSlot:
-    """The slot of the model called ``name`` (the default model for None), else a 404 problem."""
-    try:
-        return request.state.models.slot(name)
-    except KeyError:
-        raise ProblemException(status=404, title="No such model",
-                               detail=f'no model named "{name}"; see /models') from None
 
 
 async def _classifier(name: str | None) -> Classifier:
-    """The named model, waiting (off the event loop) up to MODEL_WAIT_SECONDS while it loads."""
-    slot = _slot(name)
+    """The named model (NoSuchModel if none), waiting off the event loop while it loads (up to
+    MODEL_WAIT_SECONDS, then ModelNotReady)."""
+    slot = request.state.models.slot(name)
     if slot.classifier is not None:
         return slot.classifier
-    try:
-        return await to_thread.run_sync(slot.get, MODEL_WAIT_SECONDS)
-    except ModelNotReady as error:
-        raise ProblemException(status=503, title="Model not ready", detail=str(error), headers=RETRY_AFTER) from None
+    return await to_thread.run_sync(slot.get, request.state.settings.model_wait_seconds)
 
 
-def _problem(result: np.ndarray | Exception) -> dict | None:
-    """The problem (a dict) of an upload that could not be classified, None if it was; an error
-    that is not the upload's fault is raised (500)."""
-    if not isinstance(result, Exception):
-        return None
-    if not isinstance(result, preprocess.UploadError):
-        raise result
-    status, title = UPLOAD_PROBLEMS[type(result)]
-    return {"type": "about:blank", "title": title, "status": status, "detail": str(result)}
+def _upload_results(outcomes: list) -> list[np.ndarray | UploadError]:
+    """The classifier's outcomes for uploads; an error that is not the upload's fault is raised (500)."""
+    for outcome in outcomes:
+        if isinstance(outcome, Exception) and not isinstance(outcome, UploadError):
+            raise outcome
+    return outcomes
 
 
 async def classify(file, model=None):
     """POST /mnist/classify: one uploaded image -> its digit and class probabilities."""
     classifier = await _classifier(model)
-    (result,) = await classifier.batcher.submit([file.file.read()])  # decoded in the batcher's thread
-    if problem := _problem(result):
-        raise ProblemException(status=problem["status"], title=problem["title"], detail=problem["detail"])
-    answer = classifier.answer(result)
+    (result,) = _upload_results(await classifier.batcher.submit([file.file.read()]))
+    if isinstance(result, UploadError):
+        raise result
+    answer = answers.answer(result, classifier.metadata, request.state.settings.uncertain_below)
     request.state.digits = [answer["digit"]]
     return answer, 200, JSON
 
@@ -80,13 +56,13 @@ async def classify_batch(files, model=None):
     """POST /mnist/classify/batch: several images -> one result each, in order; an image that
     cannot be read gets its problem in its place."""
     classifier = await _classifier(model)
-    outcomes = await classifier.batcher.submit([file.file.read() for file in files])
-    problems = [_problem(outcome) for outcome in outcomes]
-    readable = [outcome for outcome, problem in zip(outcomes, problems) if problem is None]
-    answers = iter(classifier.answers(np.stack(readable)) if readable else ())
-    results = [{"filename": file.filename, "error": problem} if problem
-               else {"filename": file.filename, **next(answers)}
-               for file, problem in zip(files, problems)]
+    outcomes = _upload_results(await classifier.batcher.submit([file.file.read() for file in files]))
+    readable = [outcome for outcome in outcomes if not isinstance(outcome, UploadError)]
+    found = iter(answers.answers(np.stack(readable), classifier.metadata, request.state.settings.uncertain_below)
+                 if readable else ())
+    results = [{"filename": file.filename, "error": problem(outcome)} if isinstance(outcome, UploadError)
+               else {"filename": file.filename, **next(found)}
+               for file, outcome in zip(files, outcomes)]
     request.state.digits = [result["digit"] for result in results if "digit" in result]
     return {"results": results, "model": classifier.metadata["name"],
             "model_version": classifier.metadata["version"]}, 200, JSON
@@ -104,86 +80,54 @@ def live():
 
 def ready():
     """GET /health/ready: 200 once every model of this worker is loaded and warm, else 503 and why."""
-    shelf = request.state.models
-    if shelf.state != "ready":
-        raise ProblemException(status=503, title="Not ready", detail=shelf.reason(), headers=RETRY_AFTER)
-    default = shelf.slot().metadata
+    models = request.state.models
+    if models.state != "ready":
+        raise NotReady(models.reason())
+    default = models.slot().metadata
     return {"status": "ready", "model": default["name"], "version": default["version"],
-            "models": sorted(shelf.slots)}, 200, JSON
+            "models": sorted(models.slots)}, 200, JSON
 
 
 def prometheus_metrics():
     """GET /metrics: Prometheus text format, summed over all workers."""
-    return metrics.exposition(), 200, {"Content-Type": metrics.CONTENT_TYPE}
-
-
-def describe(slot: ModelSlot) -> dict:
-    """What is served: the model's metadata, its state and the devices it runs on."""
-    meta = slot.metadata
-    devices = slot.classifier.devices if slot.classifier else []
-    return {
-        "name": meta["name"],
-        "version": meta["version"],
-        "default": meta["name"] == request.state.models.default,
-        "state": slot.state,
-        "input": meta["input"],
-        "classes": meta["classes"],
-        "test_accuracy": meta["test_accuracy"],
-        "trained_at": meta["trained_at"],
-        "data_sha256": meta["data_sha256"],
-        "parameters": meta["parameters"],
-        "versions": meta["versions"],
-        "engine": slot.classifier.engine if slot.classifier else None,
-        "devices": devices,
-        "gpu": any(":GPU:" in device for device in devices),
-        "batching": {"max_batch_size": batching.MAX_BATCH, "max_wait_ms": batching.MAX_WAIT_SECONDS * 1000},
-    }
+    return metrics.exposition(request.state.settings.metrics_dir), 200, {"Content-Type": metrics.CONTENT_TYPE}
 
 
 def list_models():
     """GET /models: every model this server serves, the default first."""
-    shelf = request.state.models
-    names = sorted(shelf.slots, key=lambda name: (name != shelf.default, name))
-    return {"models": [describe(shelf.slot(name)) for name in names]}, 200, JSON
+    models = request.state.models
+    return {"models": [answers.description(models.slot(name), name == models.default)
+                       for name in models.names()]}, 200, JSON
 
 
 def get_model(name):
     """GET /models/{name}: one model's metadata."""
-    return describe(_slot(name)), 200, JSON
+    models = request.state.models
+    return answers.description(models.slot(name), name == models.default), 200, JSON
 
 
-def _tf_error(status: int, message: str):
-    return {"error": message}, status, JSON
+def _tf_error(error: ServiceError):
+    """TF Serving's ``{"error": ...}`` answer of an error, with its status."""
+    body, status = tf_serving.error_body(error)
+    return body, status, JSON
 
 
-def tf_serving_predict(name, body):
+async def tf_serving_predict(name, body):
     """POST /v1/models/{name}:predict: TensorFlow Serving's REST predict API."""
-    slot = request.state.models.slots.get(name)
-    if slot is None:
-        return _tf_error(404, f"Servable not found for request: Latest({name})")
     try:
-        batch, key = tf_serving.parse_predict_request(body)
-    except tf_serving.BadPredictRequest as error:
-        return _tf_error(400, str(error))
-    try:
-        classifier = slot.get(timeout=MODEL_WAIT_SECONDS)
-    except ModelNotReady as error:
-        return _tf_error(503, str(error))
-    probabilities = classifier.predict_inputs(batch)
+        classifier = await _classifier(name)
+        items, key = tf_serving.parse_predict_request(body, request.state.settings.max_instances)
+        probabilities = tf_serving.probabilities(await classifier.batcher.submit(items))
+    except ServiceError as error:
+        return _tf_error(error)
     request.state.digits = probabilities.argmax(axis=1).tolist()
     return tf_serving.predict_response(probabilities, key), 200, JSON
 
 
 def tf_serving_status(name):
     """GET /v1/models/{name}: TensorFlow Serving's model status."""
-    slot = request.state.models.slots.get(name)
-    if slot is None:
-        return _tf_error(404, f"Servable not found for request: Latest({name})")
-    state = {"loading": "LOADING", "ready": "AVAILABLE", "failed": "END"}[slot.state]
-    error_code = "UNKNOWN" if slot.state == "failed" else "OK"
-    version = "".join(ch for ch in slot.metadata["version"] if ch.isdigit())
-    return {
-        "model_version_status": [
-            {"version": version, "state": state, "status": {"error_code": error_code, "error_message": slot.error or ""}}
-        ]
-    }, 200, JSON
+    try:
+        slot = request.state.models.slot(name)
+    except ServiceError as error:
+        return _tf_error(error)
+    return tf_serving.status_body(slot.state, slot.metadata["version"], slot.error), 200, JSON

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import mnist_data
-import readiness
-from readiness import free_port
+from mnist_service import mnist_data
+from tools import readiness
+from tools.readiness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "var" / "data").glob("sample-*.png"))

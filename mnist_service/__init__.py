@@ -1,0 +1,31 @@
+"""The MNIST digit service's internals; ``server.py``, ``mnist.py`` and ``train_mnist.py`` at the
+top of the repository are its entry points.
+
+Where a change goes:
+
+Serving, in the order a request meets it
+    settings      every server setting, read once from the environment, typed and checked
+    middleware    request ids, the JSON access log, request metrics, the upload size limit
+    validators    connexion's request validation, each schema validator built once, multipart
+                  bodies parsed once
+    registry      the models of the model folder in each worker, loaded in the background
+    batching      the micro-batcher every inference route goes through
+    classifier    a loaded model: a batch of uploads or tensors classified in one model call
+    engines       LiteRT (int8 or float32 weights) and TensorFlow
+    normalise     any uploaded image -> 28x28 pixels framed as MNIST's
+    answers       the JSON answers of the upload routes and of /models
+    tf_serving    TensorFlow Serving's REST request and response bodies
+    errors        the service's errors with their HTTP status and title; the problem JSON
+    metrics       the Prometheus metrics
+    jsonifier     JSON answers written by orjson
+
+Shared by serving and training
+    model_input   the one definition of the model input (shape, scale, polarity, framing)
+    artifacts     a model file with its metadata and checksum: written by training, read by serving
+
+Training
+    mnist_data    reading and checking the MNIST IDX files
+    training      the model recipes and training
+
+The HTTP routes themselves are ``models.yaml`` (the spec) and ``mnist.py`` (their handlers).
+"""

@@ -1,0 +1,95 @@
+"""Dynamic micro-batching inside one worker: concurrent requests share one trip to a thread.
+
+Each request hands its items (the raw bytes of each uploaded image, or TF Serving's tensors) to
+:meth:`MicroBatcher.submit` and awaits its own results, one per item, in order. A single task per
+model and worker takes what is queued, up to ``max_batch`` items, runs ``process`` once on all of
+them in its own thread (the event loop keeps serving meanwhile), and gives each request its
+results. ``process`` decodes every upload, normalises the readable ones together and runs the
+model once on them (classifier.Classifier.classify), so decoding never blocks the event loop, and
+a batch costs one hand-over between the event loop and a thread however many requests it holds.
+
+While one batch runs, the next gathers by itself: requests that arrive meanwhile queue up and
+form it. ``max_wait`` (default 0) makes a batch that is not full wait that long for more
+requests before it runs; it delays a lone request by as much, so it is off by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+
+class MicroBatcher:
+    """Gathers concurrent submissions of one event loop into batched calls of ``process``, which
+    takes a list of items and returns one result per item, in order; a batch holds at most
+    ``max_batch`` items, and one that is not full waits up to ``max_wait`` seconds for more."""
+
+    def __init__(self, process: Callable[[list], list], max_batch: int, max_wait: float = 0.0):
+        self._process = process
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._queue: asyncio.Queue | None = None
+        self._runner: asyncio.Task | None = None
+        self._held: tuple | None = None  # a submission that did not fit the last batch: it starts the next
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="batch")
+        self.batch_sizes: deque[int] = deque(maxlen=1000)  # of the last batches, for tests
+
+    async def submit(self, items: list) -> list:
+        """The results for ``items`` (one each, in order), computed with whatever else is queued."""
+        if self._runner is None or self._runner.done():
+            self._queue, self._held = asyncio.Queue(), None
+            self._runner = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((items, future))
+        return await future
+
+    async def _gather(self) -> list:
+        """The next batch: at least one submission, then whatever is queued (waiting up to
+        max_wait for more), up to max_batch items."""
+        batch = [self._held or await self._queue.get()]
+        self._held = None
+        count = len(batch[0][0])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        while count < self.max_batch:
+            if not self._queue.empty():
+                submission = self._queue.get_nowait()
+            elif (left := deadline - loop.time()) > 0:
+                try:
+                    submission = await asyncio.wait_for(self._queue.get(), left)
+                except TimeoutError:
+                    break
+            else:
+                break
+            if count + len(submission[0]) > self.max_batch:
+                self._held = submission  # it starts the next batch
+                break
+            batch.append(submission)
+            count += len(submission[0])
+        return batch
+
+    def _process_in_chunks(self, items: list) -> list:
+        """``process`` on at most max_batch items at a time (a batch-route request may hold more)."""
+        return [result for start in range(0, len(items), self.max_batch)
+                for result in self._process(items[start : start + self.max_batch])]
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather()
+            items = [item for submitted, _ in batch for item in submitted]
+            self.batch_sizes.append(len(items))
+            try:
+                results = await loop.run_in_executor(self._executor, self._process_in_chunks, items)
+            except Exception as error:  # every request of the batch gets the error
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            start = 0
+            for submitted, future in batch:
+                if not future.done():  # the client may have gone away
+                    future.set_result(results[start : start + len(submitted)])
+                start += len(submitted)

@@ -1,0 +1,76 @@
+"""The service's errors, each carrying the HTTP status and title it is answered with.
+
+The normalisation raises (or returns, one per upload) the upload errors; the registry raises
+:class:`NoSuchModel` and :class:`ModelNotReady`; the upload size limit raises
+:class:`UploadTooLarge`. ``server.py`` registers one error handler that answers any of them with
+the RFC 7807 problem :func:`problem` makes; the batch route puts the same problem in place of each
+image that has no answer; the TF Serving routes answer TF Serving's ``{"error": ...}`` instead
+(``tf_serving.error_body``). Nothing here knows about connexion.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """An error the client is answered with: ``status`` and ``title`` say how, the message why."""
+
+    status = 500
+    title = "Internal Server Error"
+    headers: dict[str, str] = {}
+
+
+class UploadError(ServiceError, ValueError):
+    """An upload that cannot be turned into pixels; the subclass says why, the message how."""
+
+
+class UnreadableImage(UploadError):
+    """The upload is empty, not an image format Pillow reads, or its image data is corrupt."""
+
+    status, title = 415, "Unreadable image"
+
+
+class ImageTooLarge(UploadError):
+    """The image declares more pixels than the pixel limit (MAX_IMAGE_PIXELS)."""
+
+    status, title = 413, "Image too large"
+
+
+class NoDigitFound(UploadError):
+    """The image is blank: nothing stands out from its background."""
+
+    status, title = 422, "No digit found"
+
+
+class UploadTooLarge(ServiceError):
+    """The request body is over the upload limit (MAX_UPLOAD_BYTES)."""
+
+    status, title = 413, "Upload too large"
+
+
+class NoSuchModel(ServiceError, LookupError):
+    """No model of that name is served."""
+
+    status, title = 404, "No such model"
+
+    def __init__(self, name: str):
+        super().__init__(f'no model named "{name}"; see /models')
+        self.name = name
+
+
+class ModelNotReady(ServiceError, RuntimeError):
+    """The model is still loading, or failed to load; the message says which."""
+
+    status, title = 503, "Model not ready"
+    headers = {"Retry-After": "5"}
+
+
+class NotReady(ServiceError):
+    """The worker's models are not all loaded and warm (readiness)."""
+
+    status, title = 503, "Not ready"
+    headers = {"Retry-After": "5"}
+
+
+def problem(error: ServiceError) -> dict:
+    """The RFC 7807 problem body of an error."""
+    return {"type": "about:blank", "title": error.title, "status": error.status, "detail": str(error)}

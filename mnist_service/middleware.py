@@ -1,0 +1,129 @@
+"""ASGI middleware around the connexion app: request ids, the JSON access log, request metrics,
+and the upload size limit.
+
+``RequestObserver`` sits outside connexion's exception handling, so it sees every final status;
+``BodySizeLimit`` sits inside it, so its 413 (errors.UploadTooLarge) is rendered as problem JSON
+like any other error.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import sys
+import time
+from http import HTTPStatus
+
+import orjson
+
+from mnist_service import metrics
+from mnist_service.errors import UploadTooLarge
+
+REQUEST_ID_HEADER = b"x-request-id"
+_SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+access_log = logging.getLogger("mnist.access")
+access_log.propagate = False
+if not access_log.handlers:
+    _handler = logging.StreamHandler(sys.stdout)
+    _handler.setFormatter(logging.Formatter("%(message)s"))
+    access_log.addHandler(_handler)
+    access_log.setLevel(logging.INFO)
+
+
+def _new_request_id() -> bytes:
+    """A random 128-bit id as 32 hex digits, like uuid4().hex, without its system call per request."""
+    return b"%032x" % random.getrandbits(128)
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value
+    return None
+
+
+class RequestObserver:
+    """Give each request an id (the client's X-Request-ID, or a new one), echo it back, log one
+    JSON line per request and count it in the metrics."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        given = _header(scope, REQUEST_ID_HEADER)
+        request_id = given if given and _SAFE_REQUEST_ID.match(given) else _new_request_id()
+        status = 500
+        # connexion's routing records the operation here; the scope is copied on the way in, but
+        # shallowly, so a dict made now is the one it writes to.
+        scope.setdefault("extensions", {})
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, request_id.decode(), status, time.perf_counter() - started)
+
+    @staticmethod
+    def _record(scope, request_id: str, status: int, seconds: float) -> None:
+        routing = scope.get("extensions", {}).get("connexion_routing", {})
+        route = routing.get("operation_id") or ("ui" if scope["path"].startswith("/ui") else "unrouted")
+        metrics.REQUESTS.labels(route=route, method=scope["method"], status=str(status)).inc()
+        metrics.LATENCY.labels(route=route).observe(seconds)
+        if status >= 400:
+            metrics.ERRORS.labels(kind=HTTPStatus(status).phrase).inc()
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "request_id": request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "route": route,
+            "status": status,
+            "latency_ms": round(seconds * 1000, 2),
+        }
+        digits = scope.get("state", {}).get("digits")
+        if digits is not None:
+            entry["digits"] = digits
+        access_log.info(orjson.dumps(entry).decode())
+
+
+class BodySizeLimit:
+    """Refuse a request body over ``max_bytes`` (MAX_UPLOAD_BYTES) with 413: at once by its
+    Content-Length, and while it streams in (chunked uploads), so an oversized body is never read
+    into memory whole."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self, size: str) -> UploadTooLarge:
+        return UploadTooLarge(f"the request body is {size} bytes; the limit is {self.max_bytes} (MAX_UPLOAD_BYTES)")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            raise self._too_large(declared.decode())
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large(f"over {received}")
+            return message
+
+        await self.app(scope, counting_receive, send)

@@ -1,0 +1,187 @@
+"""Benchmark the real server: gunicorn with its default configuration, driven by wrk.
+
+    python -m tools.benchmark [--duration 10] [--connections 1,8,32] [--batch-files 64] [--model mnist-cnn]
+
+Starts ``gunicorn -c gunicorn.conf.py server:app`` on a free port serving the trained models
+(var/data/, or $MODEL_DIR), waits until every worker is ready, then runs wrk
+(installed from Debian's packages when missing) with a multipart body: single 28x28 PNG uploads at
+each connection count, then the batch route with ``--batch-files`` images a request. It prints
+req/s, p50, p99 and errors, images/s, each worker's resident memory before and after, and the
+model's bare compute floor (the model called directly by the server's engine, $INFERENCE_ENGINE,
+batch 1 and batch 64, one thread, as a worker runs it) with the served throughput as a share of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tools.readiness import free_port, wait_until_ready
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BOUNDARY = "mnistbenchboundary"
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("installing wrk from Debian's packages", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    return shutil.which("wrk")
+
+
+def multipart(field: str, files: list[bytes]) -> bytes:
+    parts = [
+        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"d{n}.png\"\r\n"
+        f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n"
+        for n, data in enumerate(files)
+    ]
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def lua_script(body: bytes, folder: Path, name: str) -> Path:
+    """A wrk script that POSTs ``body`` as multipart/form-data."""
+    escaped = "".join(f"\\{byte}" for byte in body)
+    script = folder / f"{name}.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.headers["Content-Type"] = "multipart/form-data; boundary={BOUNDARY}"\n'
+        f'wrk.body = "{escaped}"\n'
+    )
+    return script
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def run_wrk(wrk: str, url: str, script: Path, connections: int, duration: int) -> dict:
+    output = subprocess.run(
+        [wrk, "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{duration}s", "--latency",
+         "-s", str(script), url],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50": to_ms(re.search(r"\s50%\s+(\S+)", output).group(1)),
+        "p99": to_ms(re.search(r"\s99%\s+(\S+)", output).group(1)),
+        "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0),
+    }
+
+
+def worker_rss_mb(master: int) -> list[float]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        status = Path(f"/proc/{pid}/status").read_text()
+        sizes.append(int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024)
+    return sizes
+
+
+def compute_floor(model_path: Path, sample: np.ndarray) -> dict[int, float]:
+    """Images/s of the model called directly by the server's engine (INFERENCE_ENGINE), one thread."""
+    os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    from mnist_service.classifier import Classifier
+    from mnist_service.settings import Settings
+
+    classifier = Classifier.load(model_path, settings=Settings.from_env())
+    print(f"\nmodel compute floor: {model_path.name} run by {classifier.engine.name}", flush=True)
+    floor = {}
+    for size in (1, 64):
+        batch = np.repeat(sample[None], size, axis=0)
+        classifier.predict(batch)
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 3:
+            classifier.predict(batch)
+            runs += 1
+        floor[size] = runs * size / (time.perf_counter() - started)
+    return floor
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", default="1,8,32")
+    parser.add_argument("--batch-files", type=int, default=64)
+    parser.add_argument("--model", default="mnist-cnn", help="the model to ask (?model=), default mnist-cnn")
+    args = parser.parse_args()
+
+    from mnist_service import normalise
+    from mnist_service.artifacts import DEFAULT_MODEL_DIR
+
+    model_dir = Path(os.environ.get("MODEL_DIR") or DEFAULT_MODEL_DIR)
+    model_path = model_dir / f"{args.model}.keras"
+    if not model_path.exists():
+        sys.exit(f"no model at {model_path}: train it first (make model)")
+    wrk = ensure_wrk()
+    png = (ROOT / "var" / "data" / "sample-7.png").read_bytes()
+    workers = int(os.environ.get("WORKERS", "2"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "MODEL_DIR": str(model_dir)}
+    folder = Path(tempfile.mkdtemp(prefix="mnist-bench-"))
+    log = open(folder / "server.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "server:app"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        try:
+            wait_until_ready(url, server, timeout=180, streak=10 * workers)
+        except RuntimeError as error:
+            sys.exit(f"{error}see {folder / 'server.log'}")
+        single = lua_script(multipart("file", [png]), folder, "single")
+        batch = lua_script(multipart("files", [png] * args.batch_files), folder, "batch")
+        query = f"?model={args.model}"
+        run_wrk(wrk, f"{url}/mnist/classify{query}", single, 8, 2)  # warm-up
+        rss_before = worker_rss_mb(server.pid)
+
+        print(f"\nserver: gunicorn, {workers} uvicorn workers (default gunicorn.conf.py), model {args.model}; "
+              f"load: wrk on the same machine, {args.duration} s a run; {os.cpu_count()} CPUs", flush=True)
+        print(f"{'route':<32}{'conns':>6}{'req/s':>10}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+        results = {}
+        for connections in [int(c) for c in args.connections.split(",")]:
+            result = run_wrk(wrk, f"{url}/mnist/classify{query}", single, connections, args.duration)
+            results[connections] = result
+            print(f"{'/mnist/classify (28x28 PNG)':<32}{connections:>6}{result['rps']:>10.0f}{result['rps']:>10.0f}"
+                  f"{result['p50']:>9.2f}{result['p99']:>9.2f}{result['errors']:>8}", flush=True)
+        result = run_wrk(wrk, f"{url}/mnist/classify/batch{query}", batch, 8, args.duration)
+        batch_images = result["rps"] * args.batch_files
+        route = f"/mnist/classify/batch ({args.batch_files} PNGs)"
+        print(f"{route:<32}{8:>6}{result['rps']:>10.0f}{batch_images:>10.0f}"
+              f"{result['p50']:>9.2f}{result['p99']:>9.2f}{result['errors']:>8}", flush=True)
+        rss_after = worker_rss_mb(server.pid)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+    pixels = normalise.upload_to_pixels(png)
+    floor = compute_floor(model_path, pixels)
+    machine_floor = floor[64] * workers
+    print(f"\nworker memory (RSS, MB): {', '.join(f'{m:.0f}' for m in rss_before)} after warm-up -> "
+          f"{', '.join(f'{m:.0f}' for m in rss_after)} after the runs")
+    print(f"model compute floor, one thread: {floor[1]:.0f} images/s at batch 1, {floor[64]:.0f} at batch 64; "
+          f"x{workers} workers = {machine_floor:.0f} images/s")
+    best = max(r["rps"] for r in results.values())
+    print(f"served single-image throughput {best:.0f} req/s = {best / machine_floor:.0%} of the floor; "
+          f"batch route {batch_images:.0f} images/s = {batch_images / machine_floor:.0%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

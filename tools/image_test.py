@@ -1,0 +1,240 @@
+"""Prove the CPU image end to end, without a Docker engine or a registry (``make image-test``).
+
+Follows shared/notes/air-gapped-image-build.md: buildah, podman and debootstrap from Debian
+(installed when missing); a python3 base image made with debootstrap and imported (the official
+``python:3.11-slim-bookworm`` cannot be pulled here), passed to the unchanged ``Dockerfile`` only
+through its BASE_IMAGE build argument, with a quick-training build argument. Then it runs the
+built image's own CMD with its own ENV (PORT moved to a free port, as ``docker run -e PORT=``
+would), waits for readiness, classifies every sample in var/data over HTTP, checks that the
+server runs as the image's non-root user, serves both models trained during this build and the
+drawing page, and removes the containers and images it made.
+
+Settings (environment): MNIST_DATA (IDX files copied into the build context's var/data/mnist/),
+IMAGE_EPOCHS (1), IMAGE_MIN_ACCURACY (0.97, the CNN), IMAGE_DENSE_MIN_ACCURACY (0.9, the dense
+model), KEEP_BASE_IMAGE=1 (keep the debootstrapped base for the next run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from tools.readiness import free_port, wait_until_ready
+
+ROOT = Path(__file__).resolve().parent.parent
+STORAGE = ["--storage-driver", "vfs"]
+BASE_IMAGE = "localhost/mnist-test-base:bookworm"
+IMAGE = "localhost/mnist-server:image-test"
+HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def step(message: str) -> None:
+    print(f"\n== {message}", flush=True)
+
+
+def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, check=True, text=True, **kwargs)
+
+
+def output(*command: str) -> str:
+    return run(*command, stdout=subprocess.PIPE).stdout.strip()
+
+
+def ensure_tools() -> None:
+    missing = [tool for tool in ("buildah", "podman", "debootstrap") if not shutil.which(tool)]
+    if missing:
+        step(f"installing {', '.join(missing)} from Debian")
+        run("apt-get", "update", "-qq")
+        run("apt-get", "install", "-y", "-qq", "buildah", "podman", "debootstrap", stdout=subprocess.DEVNULL)
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (deb822 or one-line sources)."""
+    sources = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]
+    for path in sources:
+        if path.is_file() and not path.name.endswith(".disabled-by-farm"):
+            text = path.read_text(errors="replace")
+            found = re.search(r"^URIs:\s*(\S+/debian)/?\s*$", text, re.M) or re.search(
+                r"^deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)/?\s+bookworm\b", text, re.M
+            )
+            if found:
+                return found.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def image_exists(name: str) -> bool:
+    return subprocess.run(["podman", *STORAGE, "image", "exists", name]).returncode == 0
+
+
+def ensure_base_image() -> bool:
+    """Make the python3 base image with debootstrap unless it exists; True if made now."""
+    if image_exists(BASE_IMAGE):
+        step(f"base image {BASE_IMAGE} already present")
+        return False
+    mirror = debian_mirror()
+    step(f"debootstrap bookworm (python3, venv) from {mirror}")
+    with tempfile.TemporaryDirectory(prefix="mnist-rootfs-") as rootfs:
+        # The folder becomes the image's "/": mkdtemp made it 0700, which the image's non-root
+        # user cannot enter (its CMD then fails with "permission denied").
+        os.chmod(rootfs, 0o755)
+        run("debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip,ca-certificates",
+            "bookworm", rootfs, mirror, stdout=subprocess.DEVNULL)
+        tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+        run("podman", *STORAGE, "import", "-", BASE_IMAGE, stdin=tar.stdout, stdout=subprocess.DEVNULL)
+        if tar.wait() != 0:
+            raise RuntimeError("tar of the debootstrapped root failed")
+    return True
+
+
+def stage_mnist() -> None:
+    """Copy the IDX files into the (git-ignored) build context folder the training step reads."""
+    source = os.environ.get("MNIST_DATA")
+    if not source:
+        return
+    target = ROOT / "var" / "data" / "mnist"
+    target.mkdir(parents=True, exist_ok=True)
+    for gz in Path(source).glob("*-ubyte.gz"):
+        shutil.copy(gz, target / gz.name)
+
+
+MODELS = ("mnist-cnn", "mnist-dense")
+
+
+def build() -> tuple[dict[str, str], float]:
+    """Build the Dockerfile as it is; return each model's sha256 as the training step printed it."""
+    epochs = os.environ.get("IMAGE_EPOCHS", "1")
+    min_accuracy = os.environ.get("IMAGE_MIN_ACCURACY", "0.97")
+    dense_min_accuracy = os.environ.get("IMAGE_DENSE_MIN_ACCURACY", "0.9")
+    step(f"building {IMAGE} (EPOCHS={epochs}, MIN_ACCURACY={min_accuracy}, DENSE_MIN_ACCURACY={dense_min_accuracy})")
+    command = ["podman", *STORAGE, "build", "--isolation", "chroot", "--network", "host", "--layers=false",
+               "--format", "docker",  # the OCI format has no HEALTHCHECK
+               "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--build-arg", f"EPOCHS={epochs}",
+               "--build-arg", f"MIN_ACCURACY={min_accuracy}", "--build-arg", f"DENSE_MIN_ACCURACY={dense_min_accuracy}",
+               "-t", IMAGE, "-f", "Dockerfile", "."]
+    if Path(HOST_CA).is_file():  # a TLS-inspecting proxy's CA for pip, never baked into the image
+        command[4:4] = ["-v", f"{HOST_CA}:{HOST_CA}:ro"]
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    model_sha256 = {}
+    for line in process.stdout:
+        print(line, end="", flush=True)
+        printed = re.match(r"model sha256 ([\w-]+): ([0-9a-f]{64})$", line.strip())
+        if printed:
+            model_sha256[printed.group(1)] = printed.group(2)
+    if process.wait() != 0:
+        raise RuntimeError(f"image build failed ({process.returncode})")
+    if sorted(model_sha256) != sorted(MODELS):
+        raise RuntimeError(f"the build printed the sha256 of {sorted(model_sha256)}, not of {MODELS}")
+    return model_sha256, time.monotonic() - started
+
+
+def listening_pid(port: int) -> int | None:
+    """The pid of the process that listens on a local TCP port (gunicorn's master)."""
+    found = re.search(rf":{port}\s.*pid=(\d+)", output("ss", "-ltnpH", f"sport = :{port}"))
+    return int(found.group(1)) if found else None
+
+
+def process_uid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
+
+
+def serve_and_check(model_sha256: dict[str, str]) -> None:
+    inspected = json.loads(output("podman", *STORAGE, "image", "inspect", IMAGE))[0]
+    config = inspected["Config"]
+    command, env, user = config["Cmd"], config.get("Env", []), config.get("User", "")
+    print(f"image CMD {command}, USER {user!r}, ENV {env}", flush=True)
+    healthcheck = (inspected.get("Healthcheck") or {}).get("Test", [])
+    assert any("/health/ready" in part for part in healthcheck), f"no readiness HEALTHCHECK: {healthcheck}"
+    port = free_port()
+    env = [item for item in env if not item.startswith("PORT=")] + [f"PORT={port}"]
+    container = output("buildah", *STORAGE, "from", IMAGE)
+    server = None
+    try:
+        env_args = [arg for item in env for arg in ("--env", item)]
+        step(f"running the image's CMD in {container} on port {port}")
+        server = subprocess.Popen(
+            ["buildah", *STORAGE, "run", "--isolation", "chroot", "--network", "host", *env_args,
+             container, "--", *command],
+            start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        seconds = wait_until_ready(base, server, timeout=180)
+        print(f"ready {seconds:.1f} s after start", flush=True)
+
+        step("classifying every sample over HTTP")
+        samples = sorted((ROOT / "var" / "data").glob("sample-*.png"))
+        assert len(samples) == 10, samples
+        for path in samples:
+            answer = httpx.post(f"{base}/mnist/classify", files={"file": path.read_bytes()}, timeout=30).json()
+            expected = int(path.stem.split("-")[1])
+            print(f"{path.name}: {answer['digit']} ({answer['confidence']:.3f})", flush=True)
+            assert answer["digit"] == expected, (path.name, answer)
+
+        step("checking the user and the model")
+        uid = process_uid(listening_pid(port))
+        assert uid != 0 and user.split(":")[0] == str(uid), f"server runs as uid {uid}, image USER is {user!r}"
+        print(f"server runs as uid {uid} (image USER {user})")
+        served = {model["name"]: model for model in httpx.get(f"{base}/models", timeout=10).json()["models"]}
+        assert list(served) == list(MODELS), f"the image serves {list(served)}, not {MODELS}"
+        for name in MODELS:
+            digest = f"import hashlib; print(hashlib.sha256(open('var/data/{name}.keras', 'rb').read()).hexdigest())"
+            inside = output("buildah", *STORAGE, "run", "--isolation", "chroot", container, "--",
+                            "python3", "-c", digest)
+            trained = model_sha256[name]
+            assert inside == trained, f"{name} in the image {inside} != trained in the build {trained}"
+            print(f"{name} in the image is the one trained in the build: sha256 {inside}, "
+                  f"version {served[name]['version']}, test accuracy {served[name]['test_accuracy']}")
+        dense = httpx.post(f"{base}/mnist/classify?model=mnist-dense", files={"file": samples[0].read_bytes()},
+                           timeout=30).json()
+        assert dense["model"] == "mnist-dense" and len(dense["probabilities"]) == 10, dense
+        page = httpx.get(f"{base}/", timeout=10)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), page.status_code
+        assert 'id="pad"' in page.text, "GET / is not the drawing page"
+        print("the dense model answers ?model=mnist-dense, and GET / serves the drawing page")
+        leftovers = output("buildah", *STORAGE, "run", "--isolation", "chroot", "--user", "0:0", container, "--",
+                           "python3", "-c",
+                           "import glob, shutil; print([t for t in ('gcc', 'cc', 'g++') if shutil.which(t)]"
+                           " + glob.glob('/root/.cache/pip') + glob.glob('/app/var/data/mnist'))")
+        assert leftovers == "[]", f"the image holds build leftovers: {leftovers}"
+        print("no compiler, pip cache or training data in the image")
+    finally:
+        if server is not None and server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+        subprocess.run(["buildah", *STORAGE, "rm", container], stdout=subprocess.DEVNULL)
+
+
+def main() -> int:
+    ensure_tools()
+    made_base = ensure_base_image()
+    stage_mnist()
+    try:
+        model_sha256, seconds = build()
+        size = int(json.loads(output("podman", *STORAGE, "image", "inspect", IMAGE))[0]["Size"])
+        print(f"\nbuilt {IMAGE} in {seconds:.0f} s; image size {size / 1e6:.0f} MB", flush=True)
+        serve_and_check(model_sha256)
+    finally:
+        step("removing what this test made")
+        subprocess.run(["podman", *STORAGE, "rmi", "--force", IMAGE], stdout=subprocess.DEVNULL)
+        if made_base and os.environ.get("KEEP_BASE_IMAGE") != "1":
+            subprocess.run(["podman", *STORAGE, "rmi", "--force", BASE_IMAGE], stdout=subprocess.DEVNULL)
+    print("\nimage test passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

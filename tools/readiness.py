@@ -1,0 +1,40 @@
+"""Starting a server and knowing when it serves, for the tests and scripts that start one
+(tests/conftest.py, tools/benchmark.py, tools/image_test.py): a free local port to bind, and
+polling ``/health/ready`` until every worker answers 200."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 180, streak: int = 10,
+                     log: Callable[[], str] = lambda: "") -> float:
+    """Poll ``url``/health/ready until it answers 200 ``streak`` times in a row, each time on a new
+    connection so that the answers come from different workers (each worker loads its models
+    itself); return the seconds it took. Raise RuntimeError, with ``log()``, if ``process`` exits or
+    ``timeout`` seconds pass first."""
+    started = time.monotonic()
+    ready = 0
+    while ready < streak:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{log()}")
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"the server was not ready within {timeout} s:\n{log()}")
+        try:
+            ready = ready + 1 if httpx.get(f"{url}/health/ready", timeout=10).status_code == 200 else 0
+        except httpx.TransportError:
+            ready = 0
+        time.sleep(0.05 if ready else 0.25)
+    return time.monotonic() - started
