@@ -67,9 +67,9 @@ def litert_function(model, int8_weights: bool, slice_size: int, threads: int) ->
     when the batch size changes, runs a batch in slices of at most ``slice_size`` images; a lock
     keeps it to one call at a time.
 
-    XNNPACK runs a batch one layer at a time, and the widest layers' activations are about 100 KB
-    an image: slices of 16 keep a layer's output near a core's L2 cache, where a batch of 64 is four
-    times that, and the batch route serves about a tenth more for it (docs/performance.md)."""
+    Why slices: XNNPACK runs a batch one layer at a time, and the widest layers' activations are
+    about 100 KB an image, so a slice of 16 keeps a layer's output near a core's L2 cache where a
+    batch of 64 is four times that."""
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 

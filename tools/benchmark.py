@@ -98,6 +98,7 @@ def worker_rss_mb(master: int) -> list[float]:
 def compute_floor(model_path: Path, sample: np.ndarray) -> dict[int, float]:
     """Images/s of the model called directly by the server's engine (INFERENCE_ENGINE), one thread."""
     os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mnist_service.classifier import Classifier
     from mnist_service.settings import Settings
 
@@ -142,7 +143,7 @@ def main() -> int:
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         try:
-            wait_until_ready(url, server, timeout=180, streak=10 * workers)
+            ready_seconds = wait_until_ready(url, server, timeout=180, streak=10 * workers)
         except RuntimeError as error:
             sys.exit(f"{error}see {folder / 'server.log'}")
         single = lua_script(multipart("file", [png]), folder, "single")
@@ -151,7 +152,9 @@ def main() -> int:
         run_wrk(wrk, f"{url}/mnist/classify{query}", single, 8, 2)  # warm-up
         rss_before = worker_rss_mb(server.pid)
 
-        print(f"\nserver: gunicorn, {workers} uvicorn workers (default gunicorn.conf.py), model {args.model}; "
+        print(f"\nserver started to every worker ready (/health/ready 200, {10 * workers} times in a row): "
+              f"{ready_seconds:.1f} s")
+        print(f"server: gunicorn, {workers} uvicorn workers (default gunicorn.conf.py), model {args.model}; "
               f"load: wrk on the same machine, {args.duration} s a run; {os.cpu_count()} CPUs", flush=True)
         print(f"{'route':<32}{'conns':>6}{'req/s':>10}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
         results = {}
