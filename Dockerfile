@@ -1,6 +1,8 @@
 # The MNIST digit service, CPU image: trains the models during the build, bakes them in, serves them
 # with gunicorn.   docker build -t mnist-server . && docker run -p 5000:5000 mnist-server
-# Both models are trained and baked in: the CNN (the default) and the book's dense network.
+# Both models are trained and baked in: the CNN (the default) and the book's dense network. The
+# final stage holds only what serving needs (requirements/serve.txt): no TensorFlow, which only the
+# training stage installs; the server runs the LiteRT flatbuffers training wrote.
 # Build arguments: BASE_IMAGE (any Debian-like image with python3 and its venv module), EPOCHS
 # (training epochs of both models, default train_mnist.py's; fewer for a quick build),
 # MIN_ACCURACY and DENSE_MIN_ACCURACY (the build fails when the CNN or the dense model tests
@@ -8,8 +10,8 @@
 # IDX .gz files there on an offline build host), else downloaded.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-# Python, the pinned dependencies in /opt/venv and nothing else: a code change does not reinstall
-# TensorFlow, and pip keeps no cache.
+# Python, the pinned serving dependencies in /opt/venv and nothing else: a code change does not
+# reinstall them, and pip keeps no cache.
 FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -18,11 +20,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-COPY requirements.txt .
-RUN python3 -m venv /opt/venv && pip install -r requirements.txt
+COPY requirements/serve.txt requirements/
+RUN python3 -m venv /opt/venv && pip install -r requirements/serve.txt
 
-# Training: the data stays in this stage; only the code and the trained model move on.
+# Training: TensorFlow and the data stay in this stage; only the code and the trained models move on.
 FROM runtime AS train
+COPY requirements/train.txt requirements/
+RUN pip install -r requirements/train.txt
 COPY . .
 ARG EPOCHS=""
 ARG MIN_ACCURACY=0.995

@@ -22,11 +22,11 @@ export PORT ?= 5000
 
 .PHONY: serve test test-fast system-packages model retrain samples uploads bench image-test lint clean
 
-$(INSTALLED): requirements.txt requirements-dev.txt
+$(INSTALLED): requirements.txt $(wildcard requirements/*.txt)
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 10) else f"Python 3.11 is needed, {sys.executable} is {v[0]}.{v[1]}")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
 	touch $@
 
 var/data/mnist-%.keras: | $(INSTALLED)

@@ -1,23 +1,21 @@
-"""The inference engines: a saved Keras model turned into a function from model input (float32,
-(N, 28, 28, 1)) to class probabilities (N, 10), as the INFERENCE_ENGINE setting chooses.
+"""The inference engines: a trained model as a function from model input (float32, (N, 28, 28, 1))
+to class probabilities (N, 10), as the INFERENCE_ENGINE setting chooses.
 
-``litert-int8`` (the default) and ``litert-float32`` convert the Keras model at load time with
-TensorFlow's LiteRT converter and run it with the LiteRT interpreter and its XNNPACK CPU kernels.
-``litert-int8`` stores the weights as 8-bit integers (the converter's dynamic-range quantisation:
-no calibration data needed); its answers agree with float32's on all but a few of the 10,000 MNIST
-test images, and its accuracy is checked against the Keras model's (tests/accuracy). An image's
-answer does not depend on what it is batched with (bit-identical alone and batched; a test checks
-it). ``tensorflow`` runs a ``tf.function`` with a fixed input signature (traced once, during
-warm-up), on a GPU when TensorFlow sees one (the GPU image uses it); its probabilities and
-``litert-float32``'s agree to 1e-6 (a test holds them to it).
-
-TensorFlow is imported only when a model is loaded, inside each worker after gunicorn has forked
-it: TensorFlow is not fork-safe.
+``litert-int8`` (the default) and ``litert-float32`` run the LiteRT flatbuffer that training wrote
+beside the model (artifacts) with the LiteRT interpreter and its XNNPACK CPU kernels: nothing is
+converted at load time, and serving with them imports neither TensorFlow nor Keras.
+``litert-int8``'s flatbuffer stores the weights as 8-bit integers (the converter's dynamic-range
+quantisation: no calibration data needed); the accuracy the metadata records is this one's. An
+image's answer does not depend on what it is batched with (bit-identical alone and batched; a
+test checks it). ``tensorflow`` loads the Keras model and runs a ``tf.function`` with a fixed
+input signature (traced once, during warm-up), on a GPU when TensorFlow sees one (the GPU image
+uses it); its probabilities and ``litert-float32``'s agree to 1e-6 (a test holds them to it).
+TensorFlow is imported only when that engine loads a model, inside each worker after gunicorn has
+forked it: TensorFlow is not fork-safe.
 """
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_service import model_input
+from mnist_service import artifacts, model_input
 from mnist_service.settings import Settings
 
 
@@ -39,16 +37,18 @@ class Engine:
 
 
 def load_engine(model_path: Path, settings: Settings) -> Engine:
-    """Load a saved Keras model for the engine ``settings.engine`` and warm it up."""
-    import keras
-    import tensorflow as tf
-
-    model = keras.saving.load_model(model_path, compile=False)
+    """Load a saved model (checked against its metadata: artifacts.read_metadata) for the engine
+    ``settings.engine`` and warm it up."""
     if settings.engine.startswith("litert"):
-        int8 = settings.engine == "litert-int8"
-        infer = litert_function(model, int8, settings.litert_slice_size, settings.inference_threads)
-        devices = [f"LiteRT XNNPACK (CPU), {'int8' if int8 else 'float32'} weights"]
+        precision = settings.engine.removeprefix("litert-")
+        flatbuffer = artifacts.litert_path(model_path, precision).read_bytes()
+        infer = litert_function(flatbuffer, settings.litert_slice_size, settings.inference_threads)
+        devices = [f"LiteRT XNNPACK (CPU), {precision} weights"]
     else:
+        import keras
+        import tensorflow as tf
+
+        model = keras.saving.load_model(model_path, compile=False)
         function = tf.function(lambda batch: model(batch, training=False),
                                input_signature=[tf.TensorSpec((None, *model_input.SHAPE), tf.float32)])
 
@@ -60,25 +60,16 @@ def load_engine(model_path: Path, settings: Settings) -> Engine:
     return Engine(settings.engine, infer, devices)
 
 
-def litert_function(model, int8_weights: bool, slice_size: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    """A Keras model as a function run by the LiteRT interpreter: converted through a SavedModel
-    export (Keras' own) and TensorFlow's LiteRT converter, the weights quantised to int8 (dynamic
-    range: activations stay float32 between layers) or kept in float32. One interpreter, resized
-    when the batch size changes, runs a batch in slices of at most ``slice_size`` images; a lock
-    keeps it to one call at a time.
+def litert_function(flatbuffer: bytes, slice_size: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A LiteRT flatbuffer as a function run by the LiteRT interpreter on ``threads`` threads. One
+    interpreter, resized when the batch size changes, runs a batch in slices of at most
+    ``slice_size`` images; a lock keeps it to one call at a time.
 
     Why slices: XNNPACK runs a batch one layer at a time, and the widest layers' activations are
     about 100 KB an image, so a slice of 16 keeps a layer's output near a core's L2 cache where a
     batch of 64 is four times that."""
-    import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    with tempfile.TemporaryDirectory(prefix="mnist-export-") as folder:
-        model.export(folder, format="tf_saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-        if int8_weights:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic range
-        flatbuffer = converter.convert()
     interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
     (given,), (answer,) = interpreter.get_input_details(), interpreter.get_output_details()
     lock = threading.Lock()

@@ -35,7 +35,7 @@ BATCH_SIZE = Histogram(
 PREDICTED = Counter("mnist_predictions_total", "Images classified, by model and predicted digit.",
                     ["model", "digit"])
 MODEL_LOAD_SECONDS = Gauge(
-    "mnist_model_load_seconds", "Seconds the last model load took (TensorFlow import, load, warm-up).",
+    "mnist_model_load_seconds", "Seconds the last model load took (load and warm-up).",
     multiprocess_mode="max",
 )
 

@@ -14,7 +14,7 @@ turns it into what :func:`model_input.to_model_input` takes, the way MNIST itsel
    of mass is at MNIST's (14, 14).
 
 Images of one size are normalised together, as one stack (:func:`normalise_many`): NumPy over the
-whole stack and one median filter for all of them (OpenCV's), so a batch of small uploads costs a
+whole stack and one median filter for all of them, so a batch of small uploads costs a
 fraction of one pass per image, and every image comes out exactly as it would alone. Training
 passes the MNIST images through the same code (:func:`normalise_stack`) so the model sees exactly
 what serving makes. Limits are explicit: an image whose header declares more pixels than the
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 
-import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -123,20 +122,34 @@ def border_values(stack: np.ndarray) -> np.ndarray:
 
 def median_filtered(stack: np.ndarray) -> np.ndarray:
     """The 3x3 median filter (edges repeated, as Pillow's MedianFilter(3) does it) of each image
-    of a stack (N, height, width), run once over all of them by OpenCV's medianBlur: each image,
-    its edges repeated by one pixel, is a tile of one wide image, so no window reaches into a
-    neighbour. Pillow's rank filter gives the same pixels (a test checks it) at about fifty times
-    the cost; OpenCV vectorises along rows, hence a wide tiling, not a tall one.
-    Images under 3 px a side are left as they are."""
+    of a stack (N, height, width), by NumPy over the whole stack; images under 3 px a side are
+    left as they are.
+
+    Each column of three pixels is sorted once (its lowest, median and highest), and a window's
+    median is the median of three values: the highest of its columns' lowest, the median of their
+    medians, and the lowest of their highest. Pillow's rank filter gives the same pixels (a test
+    checks it), one image at a time at several times the cost."""
     count, height, width = stack.shape
     if min(height, width) < 3:
         return stack
-    tiles = np.empty((height + 2, count, width + 2), np.uint8)
-    tiles[1:-1, :, 1:-1] = stack.transpose(1, 0, 2)
-    tiles[0], tiles[-1] = tiles[1], tiles[-2]
-    tiles[:, :, 0], tiles[:, :, -1] = tiles[:, :, 1], tiles[:, :, -2]
-    filtered = cv2.medianBlur(tiles.reshape(height + 2, count * (width + 2)), 3)
-    return filtered.reshape(height + 2, count, width + 2)[1:-1, :, 1:-1].transpose(1, 0, 2)
+    padded = np.empty((count, height + 2, width + 2), np.uint8)
+    padded[:, 1:-1, 1:-1] = stack
+    padded[:, 0, 1:-1], padded[:, -1, 1:-1] = stack[:, 0], stack[:, -1]
+    padded[:, :, 0], padded[:, :, -1] = padded[:, :, 1], padded[:, :, -2]
+    up, centre, down = padded[:, :-2], padded[:, 1:-1], padded[:, 2:]
+    low, high = np.minimum(up, centre), np.maximum(up, centre)
+    middle = np.maximum(low, np.minimum(high, down))
+    np.minimum(low, down, out=low)
+    np.maximum(high, down, out=high)
+    lows = np.maximum(np.maximum(low[:, :, :-2], low[:, :, 1:-1]), low[:, :, 2:])
+    highs = np.minimum(np.minimum(high[:, :, :-2], high[:, :, 1:-1]), high[:, :, 2:])
+    medians = median_of_three(middle[:, :, :-2], middle[:, :, 1:-1], middle[:, :, 2:])
+    return median_of_three(lows, medians, highs)
+
+
+def median_of_three(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The median of three arrays, element by element."""
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
 
 
 def ink_images(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -277,9 +290,9 @@ def normalise_many(grays: list[Image.Image]) -> list[np.ndarray | NoDigitFound]:
     """Grayscale images of digits, any polarity and size -> 28x28 uint8 pixels each, MNIST-style, or
     the NoDigitFound that says why an image has none.
 
-    Images of the same size are normalised together as one stack: NumPy over the whole stack, and
-    one OpenCV call for the median filter of all of them, so a batch of small uploads costs a
-    fraction of one call per image. Every image comes out exactly as it would alone.
+    Images of the same size are normalised together as one stack, NumPy over the whole stack (the
+    median filter included), so a batch of small uploads costs a fraction of one pass per image.
+    Every image comes out exactly as it would alone.
     """
     grays = [reduced(gray) for gray in grays]
     by_size: dict[tuple[int, int], list[int]] = {}

@@ -46,9 +46,9 @@ class ModelSlot:
             self.error = f"loading {self.path} failed: {type(error).__name__}: {error}"
             log.exception("model load failed")
         else:
-            # TensorFlow and the models leave a few hundred thousand long-lived objects that every
-            # full collection would walk, a latency spike for each request in flight; frozen, the
-            # collector skips them.
+            # The app, its libraries and the models leave many long-lived objects (a few hundred
+            # thousand with the tensorflow engine) that every full collection would walk, a latency
+            # spike for each request in flight; frozen, the collector skips them.
             gc.freeze()
             seconds = time.perf_counter() - started
             metrics.MODEL_LOAD_SECONDS.set(seconds)

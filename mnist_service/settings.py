@@ -70,7 +70,8 @@ class Settings:
 
     model_dir: Path = setting(
         "MODEL_DIR", DEFAULT_MODEL_DIR, FOLDER, "`var/data/`",
-        "The folder of models to serve: every `*.keras` file, with its metadata (the `.json` beside it).")
+        "The folder of models to serve: every `*.keras` file, with its LiteRT flatbuffers and its metadata "
+        "(the `.json`) beside it.")
     default_model: str = setting(
         "DEFAULT_MODEL", "mnist-cnn", NAME, "`mnist-cnn`",
         "The model that answers requests naming none (`?model=`); it must be in `MODEL_DIR`.")

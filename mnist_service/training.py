@@ -1,5 +1,5 @@
-"""Training: the model recipes, and training a model and saving it, with its metadata, where the
-server loads it from. ``train_mnist.py`` is its command line:
+"""Training: the model recipes, and training a model and saving it, with its LiteRT flatbuffers and
+its metadata, where the server loads it from. ``train_mnist.py`` is its command line:
 
     python train_mnist.py [--model cnn|dense] [--data DIR] [--epochs N] [--out PATH]
 
@@ -8,18 +8,20 @@ classical fully connected network). Each is saved as ``var/data/<name>.keras``; 
 every model in that folder.
 
 Data comes from ``--data`` / ``$MNIST_DATA`` (a folder of the four MNIST IDX ``.gz`` files), else
-``var/data/mnist/`` when present, else Keras' download (see ``mnist_data``). The model is saved
-in Keras' native format (``.keras``) and a JSON metadata file beside it (same name, ``.json``;
-see artifacts) records its test accuracy, epochs, date, data checksum, input definition and library versions.
-Training is seeded, so the same data, arguments and library versions give the same model on the
-same machine.
+``var/data/mnist/`` when present, else Keras' download (see ``mnist_data``). The model is saved in
+Keras' native format (``.keras``) and converted here, once, into the LiteRT flatbuffers the server
+runs, so serving needs no TensorFlow; a JSON metadata file beside them (see artifacts) records the
+test accuracy of what is served, epochs, date, checksums, input definition and library versions.
+Training is seeded, but tf.data augments in parallel threads, so runs differ a little.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from mnist_service import artifacts, mnist_data, model_input, normalise
+from mnist_service.engines import litert_function
+from mnist_service.settings import Settings
 
 
 def build_cnn():
@@ -157,11 +161,15 @@ def train(
     started = time.perf_counter()
     model.fit(batches, epochs=epochs, verbose=verbose, shuffle=False)  # the dataset shuffles
     seconds = time.perf_counter() - started
-    _, accuracy = model.evaluate(x_test, data.y_test, batch_size=1000, verbose=0)
+    _, keras_accuracy = model.evaluate(x_test, data.y_test, batch_size=1000, verbose=0)
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
+    litert = {}
+    for precision, flatbuffer in litert_flatbuffers(model).items():
+        artifacts.litert_path(out, precision).write_bytes(flatbuffer)
+        litert[precision] = {"test_accuracy": litert_accuracy(flatbuffer, x_test, data.y_test)}
     trained_at = datetime.now(UTC)
     metadata = {
         "name": kind.name,
@@ -169,7 +177,9 @@ def train(
         "trained_at": trained_at.isoformat(timespec="seconds"),
         "input": model_input.SPEC,
         "classes": list(range(10)),
-        "test_accuracy": round(float(accuracy), 6),
+        # The accuracy of what is served: the default engine's flatbuffer, int8 weights.
+        "test_accuracy": litert["int8"]["test_accuracy"],
+        "keras_test_accuracy": round(float(keras_accuracy), 6),
         "test_examples": int(len(x_test)),
         "train_examples": int(len(x_train)),
         "epochs": epochs,
@@ -178,6 +188,7 @@ def train(
         "training_seconds": round(seconds, 1),
         "seconds_per_epoch": round(seconds / epochs, 1),
         "parameters": int(model.count_params()),
+        "litert": litert,
         "data_source": data.source,
         "data_sha256": data.content_sha256(),
         "versions": {
@@ -185,9 +196,36 @@ def train(
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "numpy": np.__version__,
+            "ai_edge_litert": importlib.metadata.version("ai-edge-litert"),
         },
     }
     return artifacts.save_metadata(out, metadata)
+
+
+def litert_flatbuffers(model) -> dict[str, bytes]:
+    """A Keras model converted for the LiteRT interpreter, through a SavedModel export (Keras' own)
+    and TensorFlow's LiteRT converter, by weight precision (artifacts.LITERT_PRECISIONS): int8 (the
+    converter's dynamic-range quantisation: no calibration data needed, activations stay float32
+    between layers) and float32, the weights as trained."""
+    import tensorflow as tf
+
+    flatbuffers = {}
+    with tempfile.TemporaryDirectory(prefix="mnist-export-") as folder:
+        model.export(folder, format="tf_saved_model", verbose=False)
+        for precision in artifacts.LITERT_PRECISIONS:
+            converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+            if precision == "int8":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            flatbuffers[precision] = converter.convert()
+    return flatbuffers
+
+
+def litert_accuracy(flatbuffer: bytes, x_test: np.ndarray, y_test: np.ndarray) -> float:
+    """The test accuracy of a flatbuffer run as the server runs it (engines.litert_function, the
+    default slices and threads)."""
+    defaults = Settings()
+    infer = litert_function(flatbuffer, defaults.litert_slice_size, defaults.inference_threads)
+    return round(float(np.mean(infer(x_test).argmax(axis=1) == y_test)), 6)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,10 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         limit=args.limit, seed=args.seed, verbose=1 if sys.stdout.isatty() else 2,
     )
     print(
-        f"{kind.name}: test accuracy {metadata['test_accuracy']:.4f} after {metadata['epochs']} epochs "
-        f"({metadata['seconds_per_epoch']} s/epoch); saved {out} and {artifacts.metadata_path(out).name}"
+        f"{kind.name}: test accuracy {metadata['test_accuracy']:.4f} as served (LiteRT, int8 weights; Keras "
+        f"{metadata['keras_test_accuracy']:.4f}) after {metadata['epochs']} epochs "
+        f"({metadata['seconds_per_epoch']} s/epoch); saved {out}, its LiteRT flatbuffers and "
+        f"{artifacts.metadata_path(out).name}"
     )
     print(f"model sha256 {kind.name}: {metadata['model_sha256']}")
+    print(f"served sha256 {kind.name}: {metadata['litert']['int8']['sha256']}")
     if metadata["test_accuracy"] < args.min_accuracy:
         print(f"error: test accuracy below the required {args.min_accuracy}", file=sys.stderr)
         return 1

@@ -16,6 +16,8 @@ from tools import readiness
 from tools.readiness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# On PYTHONPATH, a Python without TensorFlow and Keras: the servers run in it, as in the CPU image.
+WITHOUT_TENSORFLOW = Path(__file__).resolve().parent / "without_tensorflow"
 SAMPLES = sorted((ROOT / "var" / "data").glob("sample-*.png"))
 
 
@@ -66,14 +68,18 @@ class Server:
 
 
 @contextlib.contextmanager
-def gunicorn(model_dir: Path, log_dir: Path, workers: int = 2, **env):
+def gunicorn(model_dir: Path, log_dir: Path, workers: int = 2, tensorflow: bool = False, **env):
     """Start gunicorn exactly as `make serve` does (gunicorn.conf.py, server:app) on a free port,
-    serving the models in ``model_dir``."""
+    serving the models in ``model_dir``; in a Python where TensorFlow and Keras cannot be imported
+    unless ``tensorflow`` (the tensorflow engine needs them)."""
     port = free_port()
     log_path = log_dir / f"gunicorn-{port}.log"
     environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers),
                    "MODEL_DIR": str(model_dir), **env}
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if not tensorflow:
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(WITHOUT_TENSORFLOW),
+                                                                  environment.get("PYTHONPATH")]))
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "server:app"],

@@ -149,7 +149,15 @@ def process_uid(pid: int) -> int:
     return int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
 
 
-def serve_and_check(model_sha256: dict[str, str]) -> None:
+def worker_rss_mb(master: int) -> list[float]:
+    """The resident memory of each worker of a gunicorn master, in MB."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
+            for pid in children]
+
+
+def serve_and_check(model_sha256: dict[str, str]) -> dict[str, float]:
+    """Run the image's CMD and check what it serves; return its time to ready and its workers' memory."""
     inspected = json.loads(output("podman", *STORAGE, "image", "inspect", IMAGE))[0]
     config = inspected["Config"]
     command, env, user = config["Cmd"], config.get("Env", []), config.get("User", "")
@@ -182,7 +190,8 @@ def serve_and_check(model_sha256: dict[str, str]) -> None:
             assert answer["digit"] == expected, (path.name, answer)
 
         step("checking the user and the model")
-        uid = process_uid(listening_pid(port))
+        master = listening_pid(port)
+        uid = process_uid(master)
         assert uid != 0 and user.split(":")[0] == str(uid), f"server runs as uid {uid}, image USER is {user!r}"
         print(f"server runs as uid {uid} (image USER {user})")
         served = {model["name"]: model for model in httpx.get(f"{base}/models", timeout=10).json()["models"]}
@@ -208,6 +217,15 @@ def serve_and_check(model_sha256: dict[str, str]) -> None:
                            " + glob.glob('/root/.cache/pip') + glob.glob('/app/var/data/mnist'))")
         assert leftovers == "[]", f"the image holds build leftovers: {leftovers}"
         print("no compiler, pip cache or training data in the image")
+        training_only = output("buildah", *STORAGE, "run", "--isolation", "chroot", container, "--",
+                               "/opt/venv/bin/python", "-c",
+                               "import importlib.util as u; print([m for m in ('tensorflow', 'keras', 'h5py', 'cv2')"
+                               " if u.find_spec(m)])")
+        assert training_only == "[]", f"the serving image holds training's libraries: {training_only}"
+        print("no TensorFlow, Keras, h5py or OpenCV in the image")
+        rss = worker_rss_mb(master)
+        print(f"worker memory (RSS) after the checks: {', '.join(f'{mb:.0f}' for mb in rss)} MB")
+        return {"ready_seconds": seconds, "worker_rss_mb": max(rss)}
     finally:
         if server is not None and server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -226,13 +244,14 @@ def main() -> int:
         model_sha256, seconds = build()
         size = int(json.loads(output("podman", *STORAGE, "image", "inspect", IMAGE))[0]["Size"])
         print(f"\nbuilt {IMAGE} in {seconds:.0f} s; image size {size / 1e6:.0f} MB", flush=True)
-        serve_and_check(model_sha256)
+        served = serve_and_check(model_sha256)
     finally:
         step("removing what this test made")
         subprocess.run(["podman", *STORAGE, "rmi", "--force", IMAGE], stdout=subprocess.DEVNULL)
         if made_base and os.environ.get("KEEP_BASE_IMAGE") != "1":
             subprocess.run(["podman", *STORAGE, "rmi", "--force", BASE_IMAGE], stdout=subprocess.DEVNULL)
-    print("\nimage test passed")
+    print(f"\nimage test passed: image size {size / 1e6:.0f} MB, built in {seconds:.0f} s, its CMD ready in "
+          f"{served['ready_seconds']:.1f} s, worker RSS at most {served['worker_rss_mb']:.0f} MB")
     return 0
 
 

@@ -4,12 +4,15 @@ log and the upload limit, over real HTTP against gunicorn with 2 workers."""
 import hashlib
 import json
 import re
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import gunicorn, wait_until_ready
+from tests.conftest import WITHOUT_TENSORFLOW, gunicorn, wait_until_ready
 from tests.helpers import classify, get, metric
 
 
@@ -20,9 +23,24 @@ def test_liveness_and_readiness(server):
     assert ready.json()["status"] == "ready" and ready.json()["model"] == "mnist-cnn"
 
 
+def test_the_server_serves_without_tensorflow_or_keras(server, samples):
+    """Every server of these tests runs where TensorFlow and Keras cannot be imported (conftest), as
+    in the CPU image, and classifies; no worker has TensorFlow's libraries loaded."""
+    master = server.process.pid
+    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    assert len(workers) == 2
+    for pid in workers:
+        assert str(WITHOUT_TENSORFLOW) in Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "site-packages/tensorflow/" not in maps and "site-packages/keras/" not in maps
+    assert classify(server, samples[5].read_bytes()).json()["digit"] == 5
+
+
 def test_readiness_is_503_until_the_models_are_warm(small_models, tmp_path, samples):
-    """Polled from the moment gunicorn starts, readiness says 503 (and why) before it says 200."""
-    with gunicorn(small_models, tmp_path, workers=1) as starting:
+    """Polled from the moment gunicorn starts, readiness says 503 (and why) before it says 200. (The
+    tensorflow engine, which imports TensorFlow first, loads slowly enough to be seen loading; the
+    LiteRT engines are ready in a few hundredths of a second.)"""
+    with gunicorn(small_models, tmp_path, workers=1, tensorflow=True, INFERENCE_ENGINE="tensorflow") as starting:
         answers = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (not answers or answers[-1].status_code != 200):
@@ -40,11 +58,14 @@ def test_readiness_is_503_until_the_models_are_warm(small_models, tmp_path, samp
 
 
 def test_a_model_that_fails_to_load_keeps_readiness_503_with_the_reason(small_model, tmp_path, samples):
-    broken = tmp_path / "mnist-cnn.keras"
-    broken.write_bytes(b"this is not a keras archive")
+    """The model's files match its metadata, but its served flatbuffer is not a LiteRT model."""
+    for path in small_model.parent.glob(f"{small_model.stem}.*"):
+        shutil.copy(path, tmp_path / path.name)
+    broken = tmp_path / "mnist-cnn.int8.tflite"
+    broken.write_bytes(b"this is not a LiteRT flatbuffer")
     metadata = json.loads(small_model.with_suffix(".json").read_text())
-    metadata["model_sha256"] = hashlib.sha256(broken.read_bytes()).hexdigest()
-    broken.with_suffix(".json").write_text(json.dumps(metadata))
+    metadata["litert"]["int8"]["sha256"] = hashlib.sha256(broken.read_bytes()).hexdigest()
+    (tmp_path / "mnist-cnn.json").write_text(json.dumps(metadata))
     with gunicorn(tmp_path, tmp_path, workers=1) as failing:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -85,14 +106,19 @@ def test_metrics_count_requests_from_every_worker(server, samples):
     assert metric(get(server, "/metrics").text, "mnist_http_errors_total", kind="Unsupported Media Type") >= 1
 
 
-def test_a_model_file_that_is_not_the_one_its_metadata_describes_stops_the_server(small_model, tmp_path):
-    """A model swapped without its metadata (or the reverse) is refused at start, by name."""
-    swapped = tmp_path / "mnist-cnn.keras"
-    swapped.write_bytes(small_model.read_bytes() + b"tampered")
-    swapped.with_suffix(".json").write_text(small_model.with_suffix(".json").read_text())
+@pytest.mark.parametrize("swapped, says", [
+    ("mnist-cnn.keras", "is not the model mnist-cnn.json describes"),
+    ("mnist-cnn.int8.tflite", "is not the flatbuffer mnist-cnn.json describes"),
+    ("mnist-cnn.float32.tflite", "is not the flatbuffer mnist-cnn.json describes"),
+])
+def test_a_file_that_is_not_the_one_its_metadata_describes_stops_the_server(small_model, tmp_path, swapped, says):
+    """A model or flatbuffer swapped without its metadata (or the reverse) is refused at start, by name."""
+    for path in small_model.parent.glob(f"{small_model.stem}.*"):
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / swapped).write_bytes((tmp_path / swapped).read_bytes() + b"tampered")
     with gunicorn(tmp_path, tmp_path, workers=1) as refused:
         assert refused.process.wait(timeout=120) != 0
-        assert "is not the model mnist-cnn.json describes" in refused.log_text()
+        assert says in refused.log_text()
 
 
 def test_model_metadata(server, small_model):
@@ -156,8 +182,8 @@ def test_an_upload_over_the_size_limit_is_refused_with_413(server, samples):
 def test_batching_and_engine_settings_are_honoured(small_model, tmp_path, samples):
     """BATCH_MAX_SIZE=2 on one worker: 24 concurrent requests are answered in model calls of at
     most 2 images, and some calls do hold 2; INFERENCE_ENGINE=tensorflow serves through TensorFlow."""
-    with gunicorn(small_model.parent, tmp_path, workers=1, BATCH_MAX_SIZE="2", BATCH_MAX_WAIT_MS="5",
-                  INFERENCE_ENGINE="tensorflow") as single:
+    with gunicorn(small_model.parent, tmp_path, workers=1, tensorflow=True, BATCH_MAX_SIZE="2",
+                  BATCH_MAX_WAIT_MS="5", INFERENCE_ENGINE="tensorflow") as single:
         wait_until_ready(single)
         described = get(single, "/models/mnist-cnn").json()
         assert described["batching"] == {"max_batch_size": 2, "max_wait_ms": 5.0}

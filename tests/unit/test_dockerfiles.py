@@ -52,6 +52,17 @@ def test_the_gpu_image_serves_like_the_cpu_image_but_with_tensorflow_as_the_engi
     assert cpu["EXPOSE"] == "5000" and "/health/ready" in cpu["HEALTHCHECK"]
 
 
+def test_the_cpu_images_final_stage_installs_only_the_serving_set():
+    """TensorFlow is installed in the training stage only; the final stage is the serving runtime."""
+    text = CPU.read_text()
+    runtime, train, final = text.split("\nFROM ")[1:]
+    assert runtime.startswith("${BASE_IMAGE} AS runtime") and "pip install -r requirements/serve.txt" in runtime
+    assert train.startswith("runtime AS train") and "pip install -r requirements/train.txt" in train
+    assert final.startswith("runtime\n") and "requirements/train.txt" not in final
+    serve = (ROOT / "requirements" / "serve.txt").read_text()
+    assert not re.search(r"^(tensorflow|keras|h5py|opencv)", serve, re.M)
+
+
 def test_both_images_train_both_models_the_same_way():
     def train_step(path):
         text = re.sub(r"\\\n\s*", " ", path.read_text()).replace("python3 ", "python ")
@@ -62,5 +73,5 @@ def test_both_images_train_both_models_the_same_way():
 
 
 def test_the_gpu_image_uses_the_pinned_tensorflow_version():
-    pinned = re.search(r"^tensorflow-cpu==([0-9.]+)", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    pinned = re.search(r"^tensorflow-cpu==([0-9.]+)", (ROOT / "requirements" / "train.txt").read_text(), re.M).group(1)
     assert f"ARG BASE_IMAGE=tensorflow/tensorflow:{pinned}-gpu" in GPU.read_text()
