@@ -60,8 +60,8 @@ def save_metadata(model_path: Path, metadata: dict) -> dict:
 
 
 def read_metadata(model_path: Path) -> dict:
-    """The metadata saved beside a model, checked against the model file and this code's input
-    definition."""
+    """The metadata saved beside a model, checked against the model file, its flatbuffers and this
+    code's input definition."""
     model_path = Path(model_path)
     if not model_path.is_file():
         raise FileNotFoundError(f"no model at {model_path}: train one with `make model` or set MODEL_DIR")
