@@ -152,8 +152,8 @@ def main() -> int:
         run_wrk(wrk, f"{url}/mnist/classify{query}", single, 8, 2)  # warm-up
         rss_before = worker_rss_mb(server.pid)
 
-        print(f"\nserver started to every worker ready (/health/ready 200, {10 * workers} times in a row): "
-              f"{ready_seconds:.1f} s")
+        print(f"\nserver start to ready: {ready_seconds:.1f} s (then /health/ready answered 200 {10 * workers} "
+              "times in a row, each on a new connection)")
         print(f"server: gunicorn, {workers} uvicorn workers (default gunicorn.conf.py), model {args.model}; "
               f"load: wrk on the same machine, {args.duration} s a run; {os.cpu_count()} CPUs", flush=True)
         print(f"{'route':<32}{'conns':>6}{'req/s':>10}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")

@@ -23,18 +23,23 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 180, 
                      log: Callable[[], str] = lambda: "") -> float:
     """Poll ``url``/health/ready until it answers 200 ``streak`` times in a row, each time on a new
     connection so that the answers come from different workers (each worker loads its models
-    itself); return the seconds it took. Raise RuntimeError, with ``log()``, if ``process`` exits or
-    ``timeout`` seconds pass first."""
+    itself); return the seconds from the call to the first answer of that streak (when the server
+    was ready, not when the streak confirmed it). Raise RuntimeError, with ``log()``, if ``process``
+    exits or ``timeout`` seconds pass first."""
     started = time.monotonic()
-    ready = 0
+    ready, ready_at = 0, None
     while ready < streak:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}:\n{log()}")
         if time.monotonic() - started > timeout:
             raise RuntimeError(f"the server was not ready within {timeout} s:\n{log()}")
+        asked = time.monotonic()
         try:
-            ready = ready + 1 if httpx.get(f"{url}/health/ready", timeout=10).status_code == 200 else 0
+            ok = httpx.get(f"{url}/health/ready", timeout=10).status_code == 200
         except httpx.TransportError:
-            ready = 0
-        time.sleep(0.05 if ready else 0.25)
-    return time.monotonic() - started
+            ok = False
+        ready = ready + 1 if ok else 0
+        if ready == 1:
+            ready_at = asked
+        time.sleep(0.05 if ready else 0.02)
+    return ready_at - started
