@@ -76,6 +76,35 @@ def image_exists(name: str) -> bool:
     return subprocess.run(["podman", *STORAGE, "image", "exists", name]).returncode == 0
 
 
+# What Debian's slim images leave out (debuerreotype's slimify), and apt's package cache and lists,
+# which a debootstrapped root keeps: python:3.11-slim-bookworm, the Dockerfile's default base, has
+# none of them either. The dpkg rules stay in the image, so packages installed later skip them too.
+SLIM_DPKG_RULES = """\
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+"""
+
+
+def slim(rootfs: Path) -> None:
+    """Remove from a debootstrapped root what a Debian slim image does not hold."""
+    (rootfs / "etc" / "dpkg" / "dpkg.cfg.d" / "slim").write_text(SLIM_DPKG_RULES)
+    for path in [*rootfs.glob("var/cache/apt/archives/*.deb"), *rootfs.glob("var/lib/apt/lists/*"),
+                 *rootfs.glob("usr/share/man/*"), *rootfs.glob("usr/share/groff/*"),
+                 *rootfs.glob("usr/share/info/*"), *rootfs.glob("usr/share/lintian/*"),
+                 *(path for path in rootfs.glob("usr/share/locale/*") if path.name != "locale.alias"),
+                 *(path for path in rootfs.glob("usr/share/doc/*/*") if path.name != "copyright")]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
 def ensure_base_image() -> bool:
     """Make the python3 base image with debootstrap unless it exists; True if made now."""
     if image_exists(BASE_IMAGE):
@@ -89,6 +118,9 @@ def ensure_base_image() -> bool:
         os.chmod(rootfs, 0o755)
         run("debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip,ca-certificates",
             "bookworm", rootfs, mirror, stdout=subprocess.DEVNULL)
+        slim(Path(rootfs))
+        files = [path for path in Path(rootfs).rglob("*") if path.is_file() and not path.is_symlink()]
+        print(f"base image root: {sum(path.stat().st_size for path in files) / 1e6:.0f} MB", flush=True)
         tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
         run("podman", *STORAGE, "import", "-", BASE_IMAGE, stdin=tar.stdout, stdout=subprocess.DEVNULL)
         if tar.wait() != 0:
