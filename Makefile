@@ -2,7 +2,7 @@
 #   make serve      create .venv, train the models if var/data/ has none, serve them with gunicorn
 #   make test       the whole test suite, the full-accuracy checks of the real models included
 #   make test-fast  the suite without the full-accuracy checks (edit-test loop)
-#   make model      train the models missing from var/data/: mnist-cnn.keras, mnist-dense.keras
+#   make model      train the models missing from var/data/: mnist-cnn, mnist-dense
 #   make retrain    train both models again
 #   make samples    rewrite var/data/sample-*.png from the MNIST test split
 #   make uploads    the model's accuracy on realistic uploads, per style (tools/realistic_uploads.py)
@@ -15,7 +15,9 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-MODELS := var/data/mnist-cnn.keras var/data/mnist-dense.keras
+# A model is trained when its served flatbuffer is missing (a model trained before training wrote
+# them is trained again); training writes the .keras file, the flatbuffers and the metadata.
+MODELS := var/data/mnist-cnn.int8.tflite var/data/mnist-dense.int8.tflite
 EPOCHS ?=
 export HOST ?= 127.0.0.1
 export PORT ?= 5000
@@ -29,8 +31,8 @@ $(INSTALLED): requirements.txt $(wildcard requirements/*.txt)
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
 	touch $@
 
-var/data/mnist-%.keras: | $(INSTALLED)
-	$(BIN)/python train_mnist.py --model $* $(if $(EPOCHS),--epochs $(EPOCHS)) --out $@
+var/data/mnist-%.int8.tflite: | $(INSTALLED)
+	$(BIN)/python train_mnist.py --model $* $(if $(EPOCHS),--epochs $(EPOCHS)) --out var/data/mnist-$*.keras
 
 model: $(MODELS)
 
