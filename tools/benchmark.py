@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.readiness import free_port, wait_until_ready
+from tools.readiness import free_port, wait_until_ready, worker_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,15 +84,6 @@ def run_wrk(wrk: str, url: str, script: Path, connections: int, duration: int) -
         "p99": to_ms(re.search(r"\s99%\s+(\S+)", output).group(1)),
         "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0),
     }
-
-
-def worker_rss_mb(master: int) -> list[float]:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    sizes = []
-    for pid in children:
-        status = Path(f"/proc/{pid}/status").read_text()
-        sizes.append(int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024)
-    return sizes
 
 
 def compute_floor(model_path: Path, sample: np.ndarray) -> dict[int, float]:

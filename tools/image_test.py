@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from tools.readiness import free_port, wait_until_ready
+from tools.readiness import free_port, wait_until_ready, worker_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 STORAGE = ["--storage-driver", "vfs"]
@@ -179,13 +179,6 @@ def listening_pid(port: int) -> int | None:
 def process_uid(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
-
-
-def worker_rss_mb(master: int) -> list[float]:
-    """The resident memory of each worker of a gunicorn master, in MB."""
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
-            for pid in children]
 
 
 def serve_and_check(model_sha256: dict[str, str]) -> dict[str, float]:

@@ -1,13 +1,15 @@
 """Starting a server and knowing when it serves, for the tests and scripts that start one
-(tests/conftest.py, tools/benchmark.py, tools/image_test.py): a free local port to bind, and
-polling ``/health/ready`` until every worker answers 200."""
+(tests/conftest.py, tools/benchmark.py, tools/image_test.py): a free local port to bind, polling
+``/health/ready`` until every worker answers 200, and a gunicorn master's workers and their memory."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
@@ -43,3 +45,14 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 180, 
             ready_at = asked
         time.sleep(0.05 if ready else 0.02)
     return ready_at - started
+
+
+def worker_pids(master: int) -> list[int]:
+    """The pids of a gunicorn master's workers (its child processes)."""
+    return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+def worker_rss_mb(master: int) -> list[float]:
+    """The resident memory of each worker of a gunicorn master, in MB."""
+    return [int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
+            for pid in worker_pids(master)]

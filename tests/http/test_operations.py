@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import WITHOUT_TENSORFLOW, gunicorn, wait_until_ready
 from tests.helpers import classify, get, metric
+from tools.readiness import worker_pids
 
 
 def test_liveness_and_readiness(server):
@@ -26,8 +27,7 @@ def test_liveness_and_readiness(server):
 def test_the_server_serves_without_tensorflow_or_keras(server, samples):
     """Every server of these tests runs where TensorFlow and Keras cannot be imported (conftest), as
     in the CPU image, and classifies; no worker has TensorFlow's libraries loaded."""
-    master = server.process.pid
-    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    workers = worker_pids(server.process.pid)
     assert len(workers) == 2
     for pid in workers:
         assert str(WITHOUT_TENSORFLOW) in Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
@@ -57,10 +57,15 @@ def test_readiness_is_503_until_the_models_are_warm(small_models, tmp_path, samp
         assert classify(starting, samples[2].read_bytes()).json()["digit"] == 2
 
 
+def copy_model(model: Path, folder: Path) -> None:
+    """Copy a model's files (the .keras file, its flatbuffers and its metadata) into ``folder``."""
+    for path in model.parent.glob(f"{model.stem}.*"):
+        shutil.copy(path, folder / path.name)
+
+
 def test_a_model_that_fails_to_load_keeps_readiness_503_with_the_reason(small_model, tmp_path, samples):
     """The model's files match its metadata, but its served flatbuffer is not a LiteRT model."""
-    for path in small_model.parent.glob(f"{small_model.stem}.*"):
-        shutil.copy(path, tmp_path / path.name)
+    copy_model(small_model, tmp_path)
     broken = tmp_path / "mnist-cnn.int8.tflite"
     broken.write_bytes(b"this is not a LiteRT flatbuffer")
     metadata = json.loads(small_model.with_suffix(".json").read_text())
@@ -113,8 +118,7 @@ def test_metrics_count_requests_from_every_worker(server, samples):
 ])
 def test_a_file_that_is_not_the_one_its_metadata_describes_stops_the_server(small_model, tmp_path, swapped, says):
     """A model or flatbuffer swapped without its metadata (or the reverse) is refused at start, by name."""
-    for path in small_model.parent.glob(f"{small_model.stem}.*"):
-        shutil.copy(path, tmp_path / path.name)
+    copy_model(small_model, tmp_path)
     (tmp_path / swapped).write_bytes((tmp_path / swapped).read_bytes() + b"tampered")
     with gunicorn(tmp_path, tmp_path, workers=1) as refused:
         assert refused.process.wait(timeout=120) != 0
