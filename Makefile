@@ -7,6 +7,7 @@
 #   make samples    rewrite var/data/sample-*.png from the MNIST test split
 #   make uploads    the model's accuracy on realistic uploads, per style (tools/realistic_uploads.py)
 #   make bench      benchmark the real server with wrk (tools/benchmark.py)
+#   make faults     the real server under faults: drain, neighbour, overload, kill, soak (tools/faults.py)
 #   make image-test build the CPU image with podman/buildah (no Docker engine needed), run it, check it
 #   make lint       ruff on the Python code, hadolint on both Dockerfiles
 # Settings (environment or make VAR=...): HOST, PORT, WORKERS, MODEL_DIR, MNIST_DATA, EPOCHS, PYTHON.
@@ -22,7 +23,7 @@ EPOCHS ?=
 export HOST ?= 127.0.0.1
 export PORT ?= 5000
 
-.PHONY: serve test test-fast system-packages model retrain samples uploads bench image-test lint clean
+.PHONY: serve test test-fast system-packages model retrain samples uploads bench faults image-test lint clean
 
 $(INSTALLED): requirements.txt $(wildcard requirements/*.txt)
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 10) else f"Python 3.11 is needed, {sys.executable} is {v[0]}.{v[1]}")'
@@ -61,6 +62,9 @@ uploads: $(INSTALLED) $(MODELS)
 
 bench: $(INSTALLED) $(MODELS)
 	$(BIN)/python -m tools.benchmark
+
+faults: $(INSTALLED) $(MODELS)
+	$(BIN)/python -m tools.faults
 
 image-test: $(INSTALLED)
 	$(BIN)/python -m tools.image_test

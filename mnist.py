@@ -16,7 +16,7 @@ from connexion import request
 
 from mnist_service import answers, metrics, tf_serving
 from mnist_service.classifier import Classifier
-from mnist_service.errors import NotReady, ServiceError, UploadError, problem
+from mnist_service.errors import NotReady, UploadError, problem
 
 # The spec declares problem JSON for errors too, so a handler names the content type of its answer.
 JSON = {"Content-Type": "application/json"}
@@ -44,7 +44,7 @@ def _upload_results(outcomes: list) -> list[np.ndarray | UploadError]:
 async def classify(file, model=None):
     """POST /mnist/classify: one uploaded image -> its digit and class probabilities."""
     classifier = await _classifier(model)
-    (result,) = _upload_results(await classifier.batcher.submit([file.file.read()]))
+    (result,) = _upload_results(await classifier.submit([file.file.read()]))
     if isinstance(result, UploadError):
         raise result
     answer = answers.answer(result, classifier.metadata, request.state.settings.uncertain_below)
@@ -56,7 +56,7 @@ async def classify_batch(files, model=None):
     """POST /mnist/classify/batch: several images -> one result each, in order; an image that
     cannot be read gets its problem in its place."""
     classifier = await _classifier(model)
-    outcomes = _upload_results(await classifier.batcher.submit([file.file.read() for file in files]))
+    outcomes = _upload_results(await classifier.submit([file.file.read() for file in files]))
     readable = [outcome for outcome in outcomes if not isinstance(outcome, UploadError)]
     found = iter(answers.answers(np.stack(readable), classifier.metadata, request.state.settings.uncertain_below)
                  if readable else ())
@@ -79,7 +79,10 @@ def live():
 
 
 def ready():
-    """GET /health/ready: 200 once every model of this worker is loaded and warm, else 503 and why."""
+    """GET /health/ready: 200 once every model of this worker is loaded and warm, else 503 and why;
+    503 from the moment the worker begins to drain (mnist_service.lifecycle)."""
+    if request.state.lifecycle.draining:
+        raise NotReady("the server is shutting down: it finishes what it holds, and takes no more")
     models = request.state.models
     if models.state != "ready":
         raise NotReady(models.reason())
@@ -106,28 +109,17 @@ def get_model(name):
     return answers.description(models.slot(name), name == models.default), 200, JSON
 
 
-def _tf_error(error: ServiceError):
-    """TF Serving's ``{"error": ...}`` answer of an error, with its status."""
-    body, status = tf_serving.error_body(error)
-    return body, status, JSON
-
-
 async def tf_serving_predict(name, body):
-    """POST /v1/models/{name}:predict: TensorFlow Serving's REST predict API."""
-    try:
-        classifier = await _classifier(name)
-        items, key = tf_serving.parse_predict_request(body, request.state.settings.max_instances)
-        probabilities = tf_serving.probabilities(await classifier.batcher.submit(items))
-    except ServiceError as error:
-        return _tf_error(error)
+    """POST /v1/models/{name}:predict: TensorFlow Serving's REST predict API; its errors are
+    answered as TF Serving's ``{"error": ...}`` (server.service_error)."""
+    classifier = await _classifier(name)
+    items, key = tf_serving.parse_predict_request(body, request.state.settings.max_instances)
+    probabilities = tf_serving.probabilities(await classifier.submit(items))
     request.state.digits = probabilities.argmax(axis=1).tolist()
     return tf_serving.predict_response(probabilities, key), 200, JSON
 
 
 def tf_serving_status(name):
     """GET /v1/models/{name}: TensorFlow Serving's model status."""
-    try:
-        slot = request.state.models.slot(name)
-    except ServiceError as error:
-        return _tf_error(error)
+    slot = request.state.models.slot(name)
     return tf_serving.status_body(slot.state, slot.metadata["version"], slot.error), 200, JSON

@@ -15,12 +15,16 @@ from pathlib import Path
 # connexion imports starlette's test client at start-up, which warns about httpx on every import.
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 import connexion  # noqa: E402
+import orjson  # noqa: E402
+from connexion.lifecycle import ConnexionResponse  # noqa: E402
 from connexion.middleware import MiddlewarePosition  # noqa: E402
 from connexion.problem import problem  # noqa: E402
 
+from mnist_service import tf_serving  # noqa: E402
 from mnist_service.errors import ServiceError  # noqa: E402
 from mnist_service.jsonifier import OrjsonJsonifier  # noqa: E402
-from mnist_service.middleware import BodySizeLimit, RequestObserver  # noqa: E402
+from mnist_service.lifecycle import Lifecycle  # noqa: E402
+from mnist_service.middleware import RequestLimits, RequestObserver  # noqa: E402
 from mnist_service.registry import ModelRegistry  # noqa: E402
 from mnist_service.settings import Settings  # noqa: E402
 from mnist_service.validators import VALIDATOR_MAP  # noqa: E402
@@ -28,24 +32,35 @@ from mnist_service.validators import VALIDATOR_MAP  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
-def service_error(_request, error: ServiceError):
-    """Any of the service's errors as the RFC 7807 problem of its status and title."""
-    return problem(error.status, error.title, str(error), headers=error.headers or None)
+async def service_error(request, error: ServiceError):
+    """Any of the service's errors as the RFC 7807 problem of its status and title; on TF Serving's
+    routes, as TF Serving's ``{"error": ...}``. (Async: connexion runs a plain function in a
+    thread, a hand-over that a shed request cannot afford.)"""
+    if request.url.path.startswith("/v1/"):
+        body, status = tf_serving.error_body(error)
+        return ConnexionResponse(status_code=status, body=orjson.dumps(body),
+                                 content_type="application/json", headers=dict(error.headers) or None)
+    return problem(error.status, error.title, str(error), headers=dict(error.headers) or None)
 
 
 def create_app(settings: Settings) -> connexion.AsyncApp:
-    """The app, serving every model in ``settings.model_dir``."""
+    """The app, serving every model in ``settings.model_dir``. Its ``settings`` and ``lifecycle``
+    (the drain) are attributes too, for the gunicorn worker (mnist_service.worker), which drains
+    and sheds."""
+    lifecycle = Lifecycle(settings.drain_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        yield {"models": ModelRegistry(settings).start_loading(), "settings": settings}
+        yield {"models": ModelRegistry(settings).start_loading(), "settings": settings, "lifecycle": lifecycle}
 
     app = connexion.AsyncApp(__name__, specification_dir=HERE, lifespan=lifespan, jsonifier=OrjsonJsonifier())
     app.add_api("models.yaml", validator_map=VALIDATOR_MAP)
     app.add_error_handler(ServiceError, service_error)
     app.add_middleware(RequestObserver, position=MiddlewarePosition.BEFORE_EXCEPTION)
-    app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER,
-                       max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestLimits, position=MiddlewarePosition.BEFORE_SWAGGER,
+                       max_bytes=settings.max_upload_bytes, body_timeout=settings.body_timeout_seconds,
+                       request_timeout=settings.request_timeout_seconds)
+    app.settings, app.lifecycle = settings, lifecycle
     return app
 
 

@@ -5,12 +5,17 @@ Where a change goes:
 
 Serving, in the order a request meets it
     settings      every server setting, read once from the environment, typed and checked
-    middleware    request ids, the JSON access log, request metrics, the upload size limit
+    worker        the gunicorn worker: uvicorn's, with the drain on SIGTERM and a headers deadline
+    lifecycle     serving, then draining: what readiness and the admission ask
+    admission     load shedding at the door (MAX_IN_FLIGHT); Connection: close while draining
+    middleware    request ids, the JSON access log, request metrics; each request's limits of
+                  size and time (upload bytes, body time, processing deadline)
     validators    connexion's request validation, each schema validator built once, multipart
                   bodies parsed once
     registry      the models of the model folder in each worker, loaded in the background
     batching      the micro-batcher every inference route goes through
-    classifier    a loaded model: a batch of uploads or tensors classified in one model call
+    classifier    a loaded model: a request's pixel budget, its heavy lane for large images, the
+                  queue's shedding, and a batch of uploads or tensors classified in one model call
     engines       LiteRT (int8 or float32 weights) and TensorFlow
     normalise     any uploaded image -> 28x28 pixels framed as MNIST's
     answers       the JSON answers of the upload routes and of /models

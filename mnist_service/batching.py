@@ -16,6 +16,8 @@ requests before it runs; it delays a lone request by as much, so it is off by de
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,17 +26,27 @@ from concurrent.futures import ThreadPoolExecutor
 class MicroBatcher:
     """Gathers concurrent submissions of one event loop into batched calls of ``process``, which
     takes a list of items and returns one result per item, in order; a batch holds at most
-    ``max_batch`` items, and one that is not full waits up to ``max_wait`` seconds for more."""
+    ``max_batch`` items, and one that is not full waits up to ``max_wait`` seconds for more. The
+    thread that runs ``process`` has the scheduling priority ``nice`` (0, the process's own, or
+    higher: a lower priority)."""
 
-    def __init__(self, process: Callable[[list], list], max_batch: int, max_wait: float = 0.0):
+    def __init__(self, process: Callable[[list], list], max_batch: int, max_wait: float = 0.0, nice: int = 0):
         self._process = process
         self.max_batch = max_batch
         self.max_wait = max_wait
         self._queue: asyncio.Queue | None = None
         self._runner: asyncio.Task | None = None
         self._held: tuple | None = None  # a submission that did not fit the last batch: it starts the next
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="batch")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="batch", initializer=_lower_priority,
+                                            initargs=(nice,))
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # of the last batches, for tests
+        self.pending = 0  # items submitted and not yet answered
+        self.seconds_per_item = 0.0  # moving average over the last batches
+
+    def expected_wait(self) -> float:
+        """Seconds until items submitted now would start: the items ahead of them times the recent
+        time an item takes (0 when none is ahead)."""
+        return self.pending * self.seconds_per_item
 
     async def submit(self, items: list) -> list:
         """The results for ``items`` (one each, in order), computed with whatever else is queued."""
@@ -43,7 +55,11 @@ class MicroBatcher:
             self._runner = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((items, future))
-        return await future
+        self.pending += len(items)
+        try:
+            return await future
+        finally:
+            self.pending -= len(items)
 
     async def _gather(self) -> list:
         """The next batch: at least one submission, then whatever is queued (waiting up to
@@ -81,6 +97,7 @@ class MicroBatcher:
             batch = await self._gather()
             items = [item for submitted, _ in batch for item in submitted]
             self.batch_sizes.append(len(items))
+            started = loop.time()
             try:
                 results = await loop.run_in_executor(self._executor, self._process_in_chunks, items)
             except Exception as error:  # every request of the batch gets the error
@@ -88,8 +105,22 @@ class MicroBatcher:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            each = (loop.time() - started) / len(items)
+            # from 0, each batch moves the average by a tenth: the first, slow ones (cold caches) weigh
+            # little, so a fresh worker does not shed what it can serve
+            self.seconds_per_item += 0.1 * (each - self.seconds_per_item)
             start = 0
             for submitted, future in batch:
                 if not future.done():  # the client may have gone away
                     future.set_result(results[start : start + len(submitted)])
                 start += len(submitted)
+
+
+def _lower_priority(nice: int) -> None:
+    """Give the calling thread the niceness ``nice`` (Linux schedules threads by their own; raising
+    it needs no privilege). Elsewhere the thread keeps the process's."""
+    if nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except (AttributeError, OSError):
+            pass

@@ -1,12 +1,19 @@
 """A loaded model: class probabilities for a batch of items, in one model call.
 
-An item is an uploaded file's bytes, decoded and normalised like any upload
-(:func:`normalise.uploads_to_pixels`), or one image's model input given as a tensor (float32,
-(28, 28, 1), checked by :func:`model_input.check_model_input`), as TF Serving's numeric instances
-are. Every inference route hands its items to the classifier's micro-batcher, which runs
-:meth:`Classifier.classify` on whatever requests are queued in its own thread: the readable items
-go through the model in one call, never ``model.predict``, whose per-call overhead dwarfs this
-model's compute.
+An item is an uploaded file (its bytes, or the image Pillow opened from them), decoded and
+normalised like any upload (mnist_service.normalise), or one image's model input given as a
+tensor (float32, (28, 28, 1), checked by :func:`model_input.check_model_input`), as TF Serving's
+numeric instances are. Every inference route hands a request's items to :meth:`Classifier.submit`:
+
+- the uploads are opened (headers only) at once: the pixels they declare together must be within
+  the per-request budget (MAX_REQUEST_PIXELS, else 413 before anything is decoded);
+- large images (over ``HEAVY_PIXELS``) are decoded and normalised in the model's *heavy lane*, a
+  micro-batcher of their own whose thread runs at a lower priority, so a batch of small uploads
+  never waits behind a 4000x4000 decode; they join the rest as 28x28 pixels;
+- everything else goes to the model's micro-batcher, which runs :meth:`Classifier.classify` on
+  whatever requests are queued, in its own thread: the readable items go through the model in
+  one call, never ``model.predict``, whose per-call overhead dwarfs this model's compute. Only
+  that thread runs the model (a LiteRT interpreter serves one call at a time).
 """
 
 from __future__ import annotations
@@ -15,13 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from mnist_service import artifacts, metrics, model_input, normalise
 from mnist_service.batching import MicroBatcher
 from mnist_service.engines import Engine, load_engine
+from mnist_service.errors import Overloaded, RequestTooLarge, UploadError
 from mnist_service.settings import Settings
 
-Item = bytes | np.ndarray  # an uploaded file, or one image's model input
+Item = bytes | Image.Image | np.ndarray  # an uploaded file, opened or not, or one image's model input
+# Images larger than the normalisation's working size (it reduces them first) go to the heavy lane.
+HEAVY_PIXELS = normalise.WORKING_SIDE**2
+HEAVY_NICE = 10  # the heavy lane's thread gets about a tenth of a core's share when light work competes
 
 
 @dataclass
@@ -32,10 +44,13 @@ class Classifier:
     engine: Engine
     settings: Settings = field(default_factory=Settings)
     batcher: MicroBatcher = field(init=False, repr=False)
+    heavy_lane: MicroBatcher = field(init=False, repr=False)
 
     def __post_init__(self):
         self.batcher = MicroBatcher(self.classify, max_batch=self.settings.batch_max_size,
                                     max_wait=self.settings.batch_max_wait_ms / 1000)
+        self.heavy_lane = MicroBatcher(self._heavy_to_inputs, max_batch=self.settings.batch_max_size,
+                                       nice=HEAVY_NICE)
 
     @classmethod
     def load(cls, model_path: str | Path, metadata: dict | None = None, settings: Settings | None = None
@@ -45,6 +60,45 @@ class Classifier:
         settings = settings or Settings()
         metadata = metadata or artifacts.read_metadata(Path(model_path))
         return cls(metadata, load_engine(Path(model_path), settings), settings)
+
+    async def submit(self, items: list[Item]) -> list[np.ndarray | Exception]:
+        """For each item of one request, its class probabilities or the error that says why it has
+        none (see classify); RequestTooLarge if its images declare more pixels than the budget."""
+        opened = list(items)
+        uploads = [n for n, item in enumerate(items) if isinstance(item, bytes)]
+        limit = self.settings.max_image_pixels
+        for n, image in zip(uploads, normalise.open_uploads([items[n] for n in uploads], limit)):
+            opened[n] = image
+        sizes = [item.width * item.height if isinstance(item, Image.Image) else 0 for item in opened]
+        if (total := sum(sizes)) > self.settings.max_request_pixels:
+            raise RequestTooLarge(f"the images of this request declare {total} pixels together, over the budget "
+                                  f"of {self.settings.max_request_pixels} a request (MAX_REQUEST_PIXELS)")
+        heavy = [n for n, size in enumerate(sizes) if size > HEAVY_PIXELS]
+        if heavy:
+            self._admit(self.heavy_lane, "heavy lane")
+            for n, result in zip(heavy, await self.heavy_lane.submit([opened[n] for n in heavy])):
+                opened[n] = result
+        results = list(opened)
+        todo = [n for n, item in enumerate(opened) if not isinstance(item, UploadError)]
+        if todo:
+            self._admit(self.batcher, "queue")
+            for n, result in zip(todo, await self.batcher.submit([opened[n] for n in todo])):
+                results[n] = result
+        return results
+
+    def _admit(self, lane: MicroBatcher, name: str) -> None:
+        """Shed the request (Overloaded) if what is queued in ``lane`` would make it wait longer than
+        MAX_QUEUE_WAIT_MS; a request that finds the lane empty is always admitted."""
+        wait = lane.expected_wait()
+        if wait > self.settings.max_queue_wait_ms / 1000:
+            metrics.SHED.labels(reason="queue").inc()
+            raise Overloaded(f"the model's {name} holds {lane.pending} images, about {wait * 1000:.0f} ms of work, "
+                             f"over {self.settings.max_queue_wait_ms:g} ms (MAX_QUEUE_WAIT_MS); retry in a second")
+
+    def _heavy_to_inputs(self, images: list[Image.Image]) -> list[np.ndarray | Exception]:
+        """The heavy lane's work: large images -> each one's model input, or its error."""
+        return [model_input.to_model_input(pixels[None])[0] if isinstance(pixels, np.ndarray) else pixels
+                for pixels in normalise.images_to_pixels(images)]
 
     def predict_inputs(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (N, 10), for model input (see model_input.check_model_input)."""
@@ -60,8 +114,10 @@ class Classifier:
         """For each item, its class probabilities (10,), or the error that says why it has none (an
         UploadError, or whatever else decoding raised, which then fails only its own item). The
         uploads are normalised together and all readable items go through the model in one call."""
-        uploads = [n for n, item in enumerate(items) if isinstance(item, bytes)]
-        decoded = normalise.uploads_to_pixels([items[n] for n in uploads], self.settings.max_image_pixels)
+        uploads = [n for n, item in enumerate(items) if not isinstance(item, np.ndarray)]
+        opened = [normalise.open_uploads([items[n]], self.settings.max_image_pixels)[0] if isinstance(items[n], bytes)
+                  else items[n] for n in uploads]
+        decoded = normalise.images_to_pixels(opened)
         results = list(items)
         for n, result in zip(uploads, decoded):
             results[n] = result

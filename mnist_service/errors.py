@@ -1,8 +1,9 @@
 """The service's errors, each carrying the HTTP status and title it is answered with.
 
 The normalisation raises (or returns, one per upload) the upload errors; the registry raises
-:class:`NoSuchModel` and :class:`ModelNotReady`; the upload size limit raises
-:class:`UploadTooLarge`. ``server.py`` registers one error handler that answers any of them with
+:class:`NoSuchModel` and :class:`ModelNotReady`; the classifier raises :class:`RequestTooLarge`;
+the middleware raises :class:`UploadTooLarge`, :class:`BodyTimedOut`, :class:`RequestTimedOut`
+and :class:`Overloaded`. ``server.py`` registers one error handler that answers any of them with
 the RFC 7807 problem :func:`problem` makes; the batch route puts the same problem in place of each
 image that has no answer; the TF Serving routes answer TF Serving's ``{"error": ...}`` instead
 (``tf_serving.error_body``). Nothing here knows about connexion.
@@ -30,13 +31,16 @@ class UnreadableImage(UploadError):
 
 
 class ImageTooLarge(UploadError):
-    """The image declares more pixels than the pixel limit (MAX_IMAGE_PIXELS)."""
+    """The image declares more pixels than the pixel limit (MAX_IMAGE_PIXELS), or more work than
+    the server decodes otherwise: PNG metadata that decompresses past the limits, a JPEG of too many
+    scans."""
 
     status, title = 413, "Image too large"
 
 
 class NoDigitFound(UploadError):
-    """The image is blank: nothing stands out from its background."""
+    """The image is blank (nothing stands out from its background), its ink too faint or too thin
+    to see at 20 px, or the image itself too thin to hold a digit; the message says which."""
 
     status, title = 422, "No digit found"
 
@@ -45,6 +49,33 @@ class UploadTooLarge(ServiceError):
     """The request body is over the upload limit (MAX_UPLOAD_BYTES)."""
 
     status, title = 413, "Upload too large"
+
+
+class RequestTooLarge(ServiceError):
+    """The images of one request declare more pixels together than the budget (MAX_REQUEST_PIXELS)."""
+
+    status, title = 413, "Request too large"
+
+
+class BodyTimedOut(ServiceError):
+    """The request body did not fully arrive within BODY_TIMEOUT_SECONDS; the connection is closed
+    (the rest of the body is not waited for)."""
+
+    status, title = 408, "Request body too slow"
+    headers = {"Connection": "close"}
+
+
+class RequestTimedOut(ServiceError):
+    """The request was not answered within its processing deadline (REQUEST_TIMEOUT_SECONDS)."""
+
+    status, title = 504, "Deadline exceeded"
+
+
+class Overloaded(ServiceError):
+    """The worker holds as many requests as it can answer in time: this one is shed, at once."""
+
+    status, title = 503, "Overloaded"
+    headers = {"Retry-After": "1"}
 
 
 class NoSuchModel(ServiceError, LookupError):

@@ -1,13 +1,14 @@
 """ASGI middleware around the connexion app: request ids, the JSON access log, request metrics,
-and the upload size limit.
+and each request's limits of size and time.
 
 ``RequestObserver`` sits outside connexion's exception handling, so it sees every final status;
-``BodySizeLimit`` sits inside it, so its 413 (errors.UploadTooLarge) is rendered as problem JSON
-like any other error.
+``RequestLimits`` sits inside it, so its 413, 408 and 504 (mnist_service.errors) are rendered as
+problem JSON like any other error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
@@ -18,7 +19,7 @@ from http import HTTPStatus
 import orjson
 
 from mnist_service import metrics
-from mnist_service.errors import UploadTooLarge
+from mnist_service.errors import BodyTimedOut, RequestTimedOut, UploadTooLarge
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
@@ -97,14 +98,29 @@ class RequestObserver:
         access_log.info(orjson.dumps(entry).decode())
 
 
-class BodySizeLimit:
-    """Refuse a request body over ``max_bytes`` (MAX_UPLOAD_BYTES) with 413: at once by its
-    Content-Length, and while it streams in (chunked uploads), so an oversized body is never read
-    into memory whole."""
+def _has_body(scope) -> bool:
+    length = _header(scope, b"content-length")
+    return _header(scope, b"transfer-encoding") is not None or (length is not None and length != b"0")
 
-    def __init__(self, app, max_bytes: int):
+
+class RequestLimits:
+    """Hold each request to its limits of size and time.
+
+    - A body over ``max_bytes`` (MAX_UPLOAD_BYTES) is refused with 413: at once by its
+      Content-Length, and while it streams in (chunked uploads), so it is never read into memory
+      whole.
+    - A body that has not fully arrived ``body_timeout`` seconds (BODY_TIMEOUT_SECONDS) after the
+      headers gets 408: a client trickling its upload holds no worker for longer.
+    - A request not answered ``request_timeout`` seconds (REQUEST_TIMEOUT_SECONDS) after its body
+      arrived gets 504; what it waited for is cancelled (a model call already running finishes, and
+      its result for this request is dropped).
+    """
+
+    def __init__(self, app, max_bytes: int, body_timeout: float, request_timeout: float):
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout = body_timeout
+        self.request_timeout = request_timeout
 
     def _too_large(self, size: str) -> UploadTooLarge:
         return UploadTooLarge(f"the request body is {size} bytes; the limit is {self.max_bytes} (MAX_UPLOAD_BYTES)")
@@ -116,14 +132,30 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             raise self._too_large(declared.decode())
         received = 0
+        body_done = not _has_body(scope)
+        loop = asyncio.get_running_loop()
+        deadline = asyncio.timeout(self.request_timeout if body_done else self.body_timeout)
 
-        async def counting_receive():
-            nonlocal received
+        async def limited_receive():
+            nonlocal received, body_done
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise self._too_large(f"over {received}")
+                if not message.get("more_body", False) and not body_done:
+                    body_done = True
+                    deadline.reschedule(loop.time() + self.request_timeout)
             return message
 
-        await self.app(scope, counting_receive, send)
+        try:
+            async with deadline:
+                await self.app(scope, limited_receive, send)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            if body_done:
+                raise RequestTimedOut(f"the request was not answered within {self.request_timeout:g} s of its "
+                                      "body (REQUEST_TIMEOUT_SECONDS)") from None
+            raise BodyTimedOut(f"the request body did not arrive within {self.body_timeout:g} s "
+                               "(BODY_TIMEOUT_SECONDS)") from None

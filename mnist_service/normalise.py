@@ -17,25 +17,34 @@ Images of one size are normalised together, as one stack (:func:`normalise_many`
 whole stack and one median filter for all of them, so a batch of small uploads costs a
 fraction of one pass per image, and every image comes out exactly as it would alone. Training
 passes the MNIST images through the same code (:func:`normalise_stack`) so the model sees exactly
-what serving makes. Limits are explicit: an image whose header declares more pixels than the
-limit (``max_pixels``, the MAX_IMAGE_PIXELS setting) is refused before it is decoded
-(decompression bombs). The errors are :mod:`mnist_service.errors`' upload errors.
+what serving makes. Limits are explicit, and checked on the header before anything is decoded:
+an image that declares more pixels than the limit (``max_pixels``, the MAX_IMAGE_PIXELS setting)
+is refused (decompression bombs), as is a JPEG of more scans than MAX_JPEG_SCANS, and one too thin
+to hold a digit (MAX_ASPECT_RATIO) has none; PNG metadata that decompresses past Pillow's limits
+(lowered here) is refused as it is read. Only the first frame or page of a file is ever decoded,
+and a large JPEG at a reduced size (libjpeg's DCT scaling). Whatever Pillow raises on an upload is
+that upload's error, never the server's. The errors are :mod:`mnist_service.errors`' upload errors.
 """
 
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from mnist_service import model_input
 from mnist_service.errors import ImageTooLarge, NoDigitFound, UnreadableImage
 from mnist_service.settings import Settings
 
-# decode() checks each image's declared size against the caller's limit before decoding it, so
+# open_upload() checks each image's declared size against the caller's limit before decoding it, so
 # Pillow's own process-wide limit (a warning, then an error past twice it) stays out of the way.
 Image.MAX_IMAGE_PIXELS = None
+# A PNG's text chunks are read (decompressed) as it is opened and kept with the image until it is
+# decoded, for each upload of a request; the server reads none of them but XMP (for orientation), a
+# few KB. Pillow's own bound is 64 MiB of text an image: 4 MiB is plenty.
+PngImagePlugin.MAX_TEXT_MEMORY = 4 * PngImagePlugin.MAX_TEXT_CHUNK
 MAX_PIXELS = Settings.max_image_pixels  # the default limit: 4000x4000
 
 WORKING_SIDE = 1024  # larger images are reduced to this before the search for the digit
@@ -44,41 +53,188 @@ MASK_LEVEL = 0.35  # share of the ink's contrast above which a pixel counts for 
 MIN_CONTRAST = 24  # gray levels between background and ink below which the image is blank
 
 
-def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open and fully decode an uploaded image (the first frame of an animation), turned upright
-    by its EXIF orientation, or raise; an image of more than ``max_pixels`` is not decoded."""
+def open_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open an uploaded image: its header read and its size checked, its pixels not decoded yet
+    (:func:`load` does that); an image of more than ``max_pixels`` is refused (ImageTooLarge), and
+    one too thin to hold a digit (NoDigitFound). Whatever Pillow raises on the header is the
+    upload's fault (see :func:`unreadable`)."""
     if not data:
         raise UnreadableImage("the uploaded file is empty")
+    refuse_too_many_pieces(data)
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise UnreadableImage("the uploaded file is not an image format the server reads") from None
-    pixels = image.width * image.height
-    if pixels > max_pixels:
+        raise unidentified(data) from None
+    except MemoryError:
+        raise
+    except Exception as error:
+        raise unreadable(error) from None
+    width, height = image.size
+    if width * height > max_pixels:
         raise ImageTooLarge(
-            f"the image is {image.width}x{image.height} = {pixels} pixels, over the limit of {max_pixels}"
+            f"the image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
         )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise NoDigitFound(TOO_THIN.format(width=width, height=height))
+    if image.format in ("JPEG", "MPO") and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
+        raise ImageTooLarge(f"the JPEG holds {scans} scans, over the limit of {MAX_JPEG_SCANS}: each scan is "
+                            "another pass of decoding over the whole image")
+    return image
+
+
+def open_uploads(uploads: list[bytes], max_pixels: int = MAX_PIXELS) -> list[Image.Image | Exception]:
+    """Each upload opened (:func:`open_upload`), or the error that says why it cannot be."""
+    opened: list = []
+    for data in uploads:
+        try:
+            opened.append(open_upload(data, max_pixels))
+        except Exception as error:
+            opened.append(error)
+    return opened
+
+
+def load(image: Image.Image) -> Image.Image:
+    """Decode an opened upload (the first frame of an animation, the first page of a document: Pillow
+    decodes no other), turned upright by its EXIF orientation, or raise an UploadError (see
+    :func:`unreadable`); EXIF that cannot be read is no orientation. A JPEG larger than
+    WORKING_SIDE is decoded in grayscale at a reduced size, still at least WORKING_SIDE on its longer
+    side, by libjpeg's DCT scaling (``draft``): a fraction of the work, and :func:`reduced` then
+    makes the same kind of working image of it."""
+    if image.format in ("JPEG", "MPO") and max(image.size) > WORKING_SIDE:
+        scale = WORKING_SIDE / max(image.size)
+        image.draft("L", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
     try:
         image.load()
-    except (OSError, ValueError, SyntaxError) as error:
-        raise UnreadableImage(f"the image data is truncated or corrupt ({error})") from None
-    ImageOps.exif_transpose(image, in_place=True)  # the image is new: no copy needed
+    except MemoryError:
+        raise
+    except Exception as error:
+        raise unreadable(error) from None
+    try:
+        ImageOps.exif_transpose(image, in_place=True)  # the image is new: no copy needed
+    except MemoryError:
+        raise
+    except Exception:  # the image is taken as stored (transposed in place before any later failure)
+        pass
     return image
+
+
+def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an uploaded image (:func:`open_upload`, then :func:`load`), or raise an
+    UploadError; an image of more than ``max_pixels`` is not decoded."""
+    return load(open_upload(data, max_pixels))
+
+
+# The longer side over the shorter past which an image cannot hold a digit: reduced to WORKING_SIDE,
+# its shorter side would be under 1 px.
+MAX_ASPECT_RATIO = WORKING_SIDE
+TOO_THIN = ("no digit found: the image is {width}x{height} pixels, too thin to hold a digit (its longer side "
+            f"is over {MAX_ASPECT_RATIO} times its shorter)")
+# The most scans (SOS markers, counted in the whole file: a thumbnail's too) a JPEG may hold. libjpeg
+# makes 6 to 10 of a progressive JPEG, encoders that tune them a few more; but each scan costs a pass
+# over all the image's blocks, even one of a few bytes: 10,000 of them took 15 s at 4000x4000.
+MAX_JPEG_SCANS = 100
+# The most pieces (chunks, segments, blocks) the headers of a PNG, JPEG or GIF may be made of. Pillow
+# reads them in Python, one at a time, keeping something of each: a 4 MiB file of empty ones costs it
+# seconds and over 100 MB, a real file's headers are tens of pieces (a PNG's data in 8 KB chunks, a
+# few hundred).
+MAX_PIECES = 10_000
+
+
+def refuse_too_many_pieces(data: bytes) -> None:
+    """Raise ImageTooLarge if a PNG's chunks, a JPEG's segments before its first scan (fill bytes
+    included) or a GIF's blocks and sub-blocks before its first frame are more than MAX_PIECES;
+    counted without Pillow, and only up to the limit. Whatever is not a whole piece is Pillow's to
+    refuse."""
+    pieces, kind = 0, None
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        kind, position = "PNG chunks", 8
+        while pieces <= MAX_PIECES and position + 8 <= len(data) and data[position + 4 : position + 8] != b"IEND":
+            position += 12 + int.from_bytes(data[position : position + 4], "big")
+            pieces += 1
+    elif data.startswith(b"\xff\xd8"):
+        kind, position = "JPEG segments before its image data", 2
+        while pieces <= MAX_PIECES and position + 4 <= len(data) and data[position] == 0xFF:
+            if data[position + 1] == 0xFF:  # fill bytes, each read alone
+                run = len(data) - position - len(data[position:].lstrip(b"\xff")) - 1
+                position, pieces = position + run, pieces + run
+            elif data[position + 1] in (0xDA, 0xD9):  # a scan (libjpeg reads on), or the end
+                break
+            else:
+                position += 2 + (int.from_bytes(data[position + 2 : position + 4], "big")
+                                 if not 0xD0 <= data[position + 1] <= 0xD7 else 0)
+                pieces += 1
+    elif data[:6] in (b"GIF87a", b"GIF89a") and len(data) > 13:
+        kind = "GIF blocks before its first frame"
+        position = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+        while pieces <= MAX_PIECES and position + 2 < len(data) and data[position] == 0x21:
+            position += 2
+            while pieces <= MAX_PIECES and position < len(data) and data[position]:
+                position += 1 + data[position]
+                pieces += 1
+            position, pieces = position + 1, pieces + 1
+    if pieces > MAX_PIECES:
+        raise ImageTooLarge(f"the file is made of more than {MAX_PIECES} {kind}, far more than any real image")
+
+
+# Pillow's limits on what a PNG's text chunks and ICC profile decompress to (its ValueErrors name them).
+METADATA_LIMITS = ("MAX_TEXT_CHUNK", "MAX_TEXT_MEMORY")
+METADATA_TOO_LARGE = (
+    "the image's metadata is too large: its text chunks or ICC profile decompress to more than the "
+    f"server reads ({PngImagePlugin.MAX_TEXT_CHUNK // 2**20} MiB a chunk, "
+    f"{PngImagePlugin.MAX_TEXT_MEMORY // 2**20} MiB in all)"
+)
+
+
+def unreadable(error: Exception) -> UnreadableImage | ImageTooLarge:
+    """The upload error of what Pillow raised opening or decoding an image."""
+    if isinstance(error, Image.DecompressionBombError):  # only if Pillow's own limit is set again
+        return ImageTooLarge(f"the image is too large ({error})")
+    if isinstance(error, ValueError) and any(limit in str(error) for limit in METADATA_LIMITS):
+        return ImageTooLarge(METADATA_TOO_LARGE)
+    reason = str(error) or type(error).__name__
+    return UnreadableImage(f"the image data is truncated or corrupt ({reason})")
+
+
+def unidentified(data: bytes) -> UnreadableImage:
+    """The error of an upload no Pillow plugin opened: corrupt if it starts as a format Pillow
+    knows (its plugin recognised the signature, then failed on the header), else of no format."""
+    Image.init()
+    prefix = data[:16]  # what Image.open gives each plugin's check
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        try:
+            claimed = accept is not None and accept(prefix)
+        except Exception:
+            claimed = False
+        if claimed and not isinstance(claimed, str):  # a string is a plugin's warning, not a match
+            return UnreadableImage(f"the image data is truncated or corrupt: the file starts as {name} but its "
+                                   "header cannot be read")
+    return UnreadableImage("the uploaded file is not an image format the server reads")
 
 
 def grayscale(image: Image.Image) -> Image.Image:
     """Any image in 8-bit grayscale ("L"; the image itself if it is that already): alpha
-    flattened, deep modes scaled.
+    flattened, deep modes scaled (a float image's NaN and infinities too), CIELAB by its lightness.
 
     Transparent pixels become a background that contrasts with the opaque ones (white behind dark
     strokes, black behind light ones), because a canvas export often stores its transparent
-    background as black with alpha 0, and dropping alpha would make black strokes vanish.
+    background as black with alpha 0, and dropping alpha would make black strokes vanish. The
+    strokes' colour is that of their inside (opaque pixels whose neighbours are all opaque): an
+    anti-aliased drawing's edges, opaque and fading to the paper's colour, can outnumber it.
     """
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         values = np.asarray(image, dtype=np.float64)
+        if image.mode == "F" and not np.isfinite(values).all():  # NaN as the lowest value, infinities as the ends
+            finite = values[np.isfinite(values)]
+            ends = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+            values = np.nan_to_num(values, nan=ends[0], neginf=ends[0], posinf=ends[1])
         low, high = values.min(), values.max()
         scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
         return Image.fromarray(scaled.round().astype(np.uint8), "L")
+    if image.mode == "LAB":  # CIELAB (TIFF, PSD), which Pillow does not convert: its lightness
+        return image.getchannel("L")
+    if image.mode == "La":  # premultiplied alpha (TIFF), which Pillow converts only to straight alpha
+        image = image.convert("LA")
     if not image.has_transparency_data:
         return image if image.mode == "L" else image.convert("L")
     rgba = image.convert("RGBA")
@@ -86,8 +242,10 @@ def grayscale(image: Image.Image) -> Image.Image:
     gray = rgba.convert("L")
     if alpha.getextrema()[0] == 255:
         return gray
-    opaque = np.asarray(alpha) >= 128
-    ink_level = float(np.asarray(gray)[opaque].mean()) if opaque.any() else 0.0
+    opaque = alpha.point(lambda value: 255 if value >= 128 else 0)
+    inside = np.asarray(opaque.filter(ImageFilter.MinFilter(3))) > 0
+    strokes = inside if inside.any() else np.asarray(opaque) > 0
+    ink_level = float(np.asarray(gray)[strokes].mean()) if strokes.any() else 0.0
     background = Image.new("L", gray.size, 255 if ink_level < 128 else 0)
     return Image.composite(gray, background, alpha)
 
@@ -280,10 +438,16 @@ def normalise_same_size(grays: list[Image.Image]) -> list[np.ndarray | NoDigitFo
 
 def reduced(gray: Image.Image) -> Image.Image:
     """``gray``, or if it is over WORKING_SIDE a side, reduced to that (BOX filter) for the search
-    for the digit."""
-    if max(gray.size) > WORKING_SIDE:
-        return ImageOps.contain(gray, (WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
-    return gray
+    for the digit, keeping the aspect ratio as ``ImageOps.contain`` does, but never to a side under
+    1 px (uploads that thin are refused before they are decoded: MAX_ASPECT_RATIO)."""
+    width, height = gray.size
+    if max(width, height) <= WORKING_SIDE:
+        return gray
+    if width > height:
+        size = (WORKING_SIDE, max(1, round(height / width * WORKING_SIDE)))
+    else:
+        size = (max(1, round(width / height * WORKING_SIDE)), WORKING_SIDE)
+    return gray.resize(size, Image.Resampling.BOX)
 
 
 def normalise_many(grays: list[Image.Image]) -> list[np.ndarray | NoDigitFound]:
@@ -328,14 +492,18 @@ def normalise_stack(pixels: np.ndarray) -> np.ndarray:
     return np.stack(raise_any(normalise_many([Image.fromarray(image) for image in pixels])))
 
 
-def uploads_to_pixels(uploads: list[bytes], max_pixels: int = MAX_PIXELS) -> list[np.ndarray | Exception]:
-    """Uploaded files' bytes -> 28x28 uint8 pixels for each, or the error that says why it has none
-    (an UploadError; or whatever else decoding raised, which fails only its own upload). The
-    readable images are normalised together (normalise_many)."""
+def images_to_pixels(images: list[Image.Image | Exception]) -> list[np.ndarray | Exception]:
+    """Opened uploads (open_uploads) -> 28x28 uint8 pixels for each, or the error that says why it
+    has none (an UploadError; or whatever else decoding raised, which fails only its own upload;
+    an error given in place of an image is passed on). The readable images are normalised together
+    (normalise_many)."""
     results: list = []
-    for data in uploads:
+    for image in images:
+        if isinstance(image, Exception):
+            results.append(image)
+            continue
         try:  # reduced at once: a batch of large photos holds at most WORKING_SIDE^2 pixels each
-            results.append(reduced(grayscale(decode(data, max_pixels))))
+            results.append(reduced(grayscale(load(image))))
         except Exception as error:
             results.append(error)
     readable = [n for n, result in enumerate(results) if isinstance(result, Image.Image)]
@@ -352,6 +520,12 @@ def uploads_to_pixels(uploads: list[bytes], max_pixels: int = MAX_PIXELS) -> lis
     for n, result in zip(readable, normalised):
         results[n] = result
     return results
+
+
+def uploads_to_pixels(uploads: list[bytes], max_pixels: int = MAX_PIXELS) -> list[np.ndarray | Exception]:
+    """Uploaded files' bytes -> 28x28 uint8 pixels for each, or the error that says why it has none
+    (:func:`open_uploads`, then :func:`images_to_pixels`)."""
+    return images_to_pixels(open_uploads(uploads, max_pixels))
 
 
 def upload_to_pixels(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -108,8 +108,35 @@ class Settings:
         "UNCERTAIN_BELOW", 0.8, number(0, 1), "`0.8`",
         'An answer whose confidence is below this has `"uncertain": true`.')
     model_wait_seconds: float = setting(
-        "MODEL_WAIT_SECONDS", 30.0, number(0), "`30`",
+        "MODEL_WAIT_SECONDS", 5.0, number(0), "`5`",
         "How long a prediction waits for a worker's model that is still loading before it gets 503.")
+    max_request_pixels: int = setting(
+        "MAX_REQUEST_PIXELS", 50_000_000, whole(1), "`50000000`",
+        "Most pixels the images of one request may declare together (a batch of large photos); past it "
+        "the request gets 413 before any image is decoded.")
+    max_in_flight: int = setting(
+        "MAX_IN_FLIGHT", 32, whole(1), "`32`",
+        "Most inference requests (POST) a worker holds at once; one more is shed at once: 503 with "
+        "`Retry-After`.")
+    max_queue_wait_ms: float = setting(
+        "MAX_QUEUE_WAIT_MS", 2000.0, number(1), "`2000`",
+        "A request whose images would wait longer than this in a busy model queue (the images queued times "
+        "the recent time an image takes) is shed: 503 with `Retry-After`.")
+    headers_timeout_seconds: float = setting(
+        "HEADERS_TIMEOUT_SECONDS", 10.0, number(0.1), "`10`",
+        "A connection whose request headers are not complete this long after it opened (or after its "
+        "last answer) gets 408 and is closed.")
+    body_timeout_seconds: float = setting(
+        "BODY_TIMEOUT_SECONDS", 15.0, number(0.1), "`15`",
+        "A request body that has not fully arrived this long after its headers gets 408 (4 MiB in 15 s "
+        "is 2.2 Mbit/s).")
+    request_timeout_seconds: float = setting(
+        "REQUEST_TIMEOUT_SECONDS", 10.0, number(0.1), "`10`",
+        "A request's processing deadline, from its whole body to its answer; past it, 504.")
+    drain_seconds: float = setting(
+        "DRAIN_SECONDS", 5.0, number(0), "`5`",
+        "On SIGTERM, how long a worker keeps serving with `/health/ready` at 503 (so load balancers stop "
+        "sending) before it stops accepting and finishes what it holds.")
     metrics_dir: Path | None = setting(
         "PROMETHEUS_MULTIPROC_DIR", None, OPTIONAL_FOLDER, "a new temporary folder (gunicorn.conf.py)",
         "Where the workers' metrics live, summed by `/metrics`; emptied when gunicorn starts. Unset "

@@ -13,9 +13,10 @@ into the same starlette FormData of UploadFile and str that starlette's own pars
 a quarter of its cost a part (starlette's runs python-multipart's byte-at-a-time header loop in
 Python). Bodies that starlette's parser raised on and connexion answered with 500 (no boundary, a
 part without a name, bytes that are not multipart) are 400 problems here, as is a text field sent
-where the spec wants a file. What is accepted otherwise and the problems answered are connexion's
-own; versions are pinned in requirements.txt, and tests/unit/test_validators.py checks the
-hand-over.
+where the spec wants a file, and a JSON body that is not UTF-8 text (connexion's decode error was a
+500; :class:`TextJSONRequestBodyValidator`). What is accepted otherwise and the problems answered
+are connexion's own; versions are pinned in requirements.txt, and tests/unit/test_validators.py
+checks the hand-over.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from connexion.json_schema import Draft4RequestValidator
 from connexion.lifecycle import ConnexionRequest
 from connexion.utils import is_null, is_nullable
 from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATORS
-from connexion.validators import MultiPartFormDataValidator, ParameterValidator
+from connexion.validators import JSONRequestBodyValidator, MultiPartFormDataValidator, ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
 from starlette.datastructures import FormData, Headers, UploadFile
 
@@ -163,6 +164,24 @@ class OnceBuiltMultiPartValidator(MultiPartFormDataValidator):
         return validator_for(self._schema, Draft4RequestValidator, without_file_items)
 
 
+class TextJSONRequestBodyValidator(JSONRequestBodyValidator):
+    """connexion's JSON body validator, with a 400 problem for a body that is not text in its
+    encoding: connexion 3.3 decodes it unguarded, and its UnicodeDecodeError was answered 500."""
+
+    async def _parse(self, stream, scope):
+        body = b"".join([chunk async for chunk in stream])
+        try:
+            body.decode(self._encoding)
+        except UnicodeDecodeError as error:
+            raise BadRequestProblem(detail=f"the request body is not {self._encoding} text: {error.reason} "
+                                           f"at byte {error.start}") from None
+
+        async def replay():
+            yield body
+
+        return await super()._parse(replay(), scope)
+
+
 def reuse_validated_forms() -> None:
     """Make connexion's request (the one a handler's arguments come from) take the form the
     validator parsed, when there is one, instead of parsing the body again."""
@@ -187,5 +206,6 @@ reuse_validated_forms()
 # connexion merges this into its own map key by key, so "body" lists every media type it validates.
 VALIDATOR_MAP = {
     "parameter": OnceBuiltParameterValidator,
-    "body": MediaTypeDict({**CONNEXION_VALIDATORS["body"], "multipart/form-data": OnceBuiltMultiPartValidator}),
+    "body": MediaTypeDict({**CONNEXION_VALIDATORS["body"], "*/*json": TextJSONRequestBodyValidator,
+                           "multipart/form-data": OnceBuiltMultiPartValidator}),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ def gunicorn(model_dir: Path, log_dir: Path, workers: int = 2, tensorflow: bool 
     try:
         yield Server(f"http://127.0.0.1:{port}", process, log_path)
     finally:
-        process.terminate()
+        process.send_signal(signal.SIGINT)  # gunicorn's quick stop: no drain (SIGTERM's) to wait for
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:

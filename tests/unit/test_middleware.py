@@ -1,25 +1,45 @@
-"""The upload limit on a chunked body (no Content-Length): refused while it streams in."""
+"""The request limits (size, body time, processing deadline) as ASGI middleware around stand-in
+apps, and the door that sheds what a worker cannot hold."""
 
 import asyncio
 
 import pytest
 
-from mnist_service.errors import UploadTooLarge
-from mnist_service.middleware import BodySizeLimit
+from mnist_service.admission import Door, Shed
+from mnist_service.errors import BodyTimedOut, RequestTimedOut, UploadTooLarge
+from mnist_service.middleware import RequestLimits
 
 
-def run(app, chunks, headers=()):
-    sent = iter(chunks)
+def limits(app, max_bytes=1000, body_timeout=5.0, request_timeout=5.0) -> RequestLimits:
+    return RequestLimits(app, max_bytes=max_bytes, body_timeout=body_timeout, request_timeout=request_timeout)
+
+
+def run(app, chunks, headers=((b"transfer-encoding", b"chunked"),), method="POST", pause=0.0):
+    """Call ``app`` with a body of ``chunks``, ``pause`` seconds before each; the messages it sent."""
+    sent, answered = iter(chunks), []
 
     async def receive():
+        await asyncio.sleep(pause)
         chunk = next(sent, None)
         return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
 
     async def send(message):
-        pass
+        answered.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/", "headers": list(headers)}
-    return asyncio.run(app(scope, receive, send))
+    scope = {"type": "http", "method": method, "path": "/", "headers": list(headers)}
+    asyncio.run(app(scope, receive, send))
+    return answered
+
+
+async def read_body(scope, receive, send):
+    body = []
+    while True:
+        message = await receive()
+        body.append(message["body"])
+        if not message["more_body"]:
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    scope["body"] = b"".join(body)
 
 
 def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit():
@@ -33,23 +53,20 @@ def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit():
                 return
 
     with pytest.raises(UploadTooLarge) as refused:
-        run(BodySizeLimit(app, max_bytes=1000), [b"x" * 400] * 10)
+        run(limits(app, max_bytes=1000), [b"x" * 400] * 10)
     assert refused.value.status == 413
     assert sum(read) <= 1200, "the rest of the body was never read"
 
 
-def test_a_body_within_the_limit_passes_untouched():
-    body = []
+def test_a_body_within_the_limits_passes_untouched():
+    scope = {}
 
-    async def app(scope, receive, send):
-        while True:
-            message = await receive()
-            body.append(message["body"])
-            if not message["more_body"]:
-                return
+    async def app(inner_scope, receive, send):
+        await read_body(inner_scope, receive, send)
+        scope.update(inner_scope)
 
-    run(BodySizeLimit(app, max_bytes=1000), [b"a" * 500, b"b" * 500])
-    assert b"".join(body) == b"a" * 500 + b"b" * 500
+    run(limits(app, max_bytes=1000), [b"a" * 500, b"b" * 500])
+    assert scope["body"] == b"a" * 500 + b"b" * 500
 
 
 def test_a_declared_length_over_the_limit_is_refused_before_reading():
@@ -57,4 +74,49 @@ def test_a_declared_length_over_the_limit_is_refused_before_reading():
         raise AssertionError("the app must not be called")
 
     with pytest.raises(UploadTooLarge, match="the request body is 11 bytes; the limit is 10"):
-        run(BodySizeLimit(app, max_bytes=10), [b"x" * 11], headers=[(b"content-length", b"11")])
+        run(limits(app, max_bytes=10), [b"x" * 11], headers=[(b"content-length", b"11")])
+
+
+def test_a_body_that_trickles_in_is_cut_off_at_its_deadline():
+    with pytest.raises(BodyTimedOut, match="did not arrive within 0.2 s") as cut:
+        run(limits(read_body, body_timeout=0.2), [b"x"] * 100, pause=0.05)
+    assert cut.value.status == 408
+
+
+def test_a_request_not_answered_by_its_deadline_gets_504_however_long_its_body_took():
+    async def slow(scope, receive, send):
+        await read_body(scope, receive, lambda message: asyncio.sleep(0))
+        await asyncio.sleep(10)
+
+    with pytest.raises(RequestTimedOut, match="not answered within 0.3 s") as late:
+        # the body takes 0.4 s, longer than the processing deadline: its own time does not count
+        run(limits(slow, body_timeout=5, request_timeout=0.3), [b"x"] * 4, pause=0.1)
+    assert late.value.status == 504
+
+
+def test_the_door_admits_up_to_its_limit_and_counts_each_answered_request_out():
+    async def app(scope, receive, send):
+        pass
+
+    door = Door(app, max_in_flight=2)
+    assert door.admit() and door.admit() and not door.admit()
+    asyncio.run(door({"type": "http", "method": "POST"}, None, None))
+    assert door.held == 1 and door.admit() and not door.admit()
+    asyncio.run(door({"type": "http", "method": "GET"}, None, None))  # a GET is never counted in
+    assert door.held == 2
+
+
+def test_a_shed_answer_is_a_whole_503_with_retry_after_and_a_problem_or_tf_servings_error():
+    import json
+
+    shed = Shed(max_in_flight=7)
+    head, body = shed.answer(b"/mnist/classify", closing=False).split(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 503 Service Unavailable"
+    headers = dict(line.split(b": ") for line in lines[1:])
+    assert headers[b"retry-after"] == b"1" and headers[b"content-type"] == b"application/problem+json"
+    assert int(headers[b"content-length"]) == len(body) and b"connection" not in headers
+    problem = json.loads(body)
+    assert problem["status"] == 503 and "holds 7 requests" in problem["detail"] and "MAX_IN_FLIGHT" in problem["detail"]
+    head, body = shed.answer(b"/v1/models/mnist-cnn:predict", closing=True).split(b"\r\n\r\n")
+    assert b"connection: close" in head and list(json.loads(body)) == ["error"]
