@@ -1,14 +1,14 @@
-"""Load shedding at the door of each worker: the answer a request gets when the worker already
-holds as many as it may.
+"""Load shedding at the door of each worker: the count of what it holds (:class:`Door`) and the
+answer a request gets when it already holds as many as it may (:class:`Shed`).
 
 A worker answers on one event loop, so every request it holds makes the others slower. Rather
 than hold requests without bound (and answer everyone late), the worker's HTTP protocol
 (mnist_service.worker) admits an inference request (POST) only while the worker holds fewer than
-MAX_IN_FLIGHT requests; one more is answered by :func:`shed_app` the moment its headers are read,
-without going through the app: 503 with ``Retry-After`` and a problem (TF Serving's
+MAX_IN_FLIGHT requests; one more is answered the moment its headers are read, written whole by
+the protocol, without a task or the app: 503 with ``Retry-After`` and a problem (TF Serving's
 ``{"error": ...}`` on its routes), counted in ``mnist_shed_requests_total``. Passing the app by
-matters under overload: a shed answer then costs a small fraction of an admitted request, so the
-worker's time goes to the requests it admitted. GET routes (health probes, metrics, metadata) are
+matters under overload: a shed answer then costs a small fraction of an admitted request, so more
+of the worker's time goes to the requests it admitted. GET routes (health probes, metrics, metadata) are
 never shed. Behind the door, each model's queue sheds what it could not start in time
 (classifier.Classifier.submit, MAX_QUEUE_WAIT_MS).
 """

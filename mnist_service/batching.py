@@ -1,6 +1,6 @@
 """Dynamic micro-batching inside one worker: concurrent requests share one trip to a thread.
 
-Each request hands its items (the raw bytes of each uploaded image, or TF Serving's tensors) to
+Each request hands its items (each uploaded image, opened, or TF Serving's tensors) to
 :meth:`MicroBatcher.submit` and awaits its own results, one per item, in order. A single task per
 model and worker takes what is queued, up to ``max_batch`` items, runs ``process`` once on all of
 them in its own thread (the event loop keeps serving meanwhile), and gives each request its
@@ -10,7 +10,9 @@ a batch costs one hand-over between the event loop and a thread however many req
 
 While one batch runs, the next gathers by itself: requests that arrive meanwhile queue up and
 form it. ``max_wait`` (default 0) makes a batch that is not full wait that long for more
-requests before it runs; it delays a lone request by as much, so it is off by default.
+requests before it runs; it delays a lone request by as much, so it is off by default. The
+batcher knows how many items it holds and how long an item has recently taken, so a caller can
+tell how long new items would wait (:meth:`MicroBatcher.expected_wait`) and shed them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -91,24 +94,29 @@ class MicroBatcher:
         return [result for start in range(0, len(items), self.max_batch)
                 for result in self._process(items[start : start + self.max_batch])]
 
+    def _timed_process(self, items: list) -> tuple[list, float]:
+        """The results of ``items`` and the seconds the thread took for them (timed in the thread:
+        the event loop may take longer to come back to them)."""
+        started = time.perf_counter()
+        results = self._process_in_chunks(items)
+        return results, time.perf_counter() - started
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._gather()
             items = [item for submitted, _ in batch for item in submitted]
             self.batch_sizes.append(len(items))
-            started = loop.time()
             try:
-                results = await loop.run_in_executor(self._executor, self._process_in_chunks, items)
+                results, seconds = await loop.run_in_executor(self._executor, self._timed_process, items)
             except Exception as error:  # every request of the batch gets the error
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            each = (loop.time() - started) / len(items)
             # from 0, each batch moves the average by a tenth: the first, slow ones (cold caches) weigh
             # little, so a fresh worker does not shed what it can serve
-            self.seconds_per_item += 0.1 * (each - self.seconds_per_item)
+            self.seconds_per_item += 0.1 * (seconds / len(items) - self.seconds_per_item)
             start = 0
             for submitted, future in batch:
                 if not future.done():  # the client may have gone away

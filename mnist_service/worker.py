@@ -13,7 +13,7 @@ at the door and a deadline for request headers.
 - **Headers deadline.** uvicorn has no limit on how long a client may take to send its request
   headers (a slowloris holds a connection open by trickling them). A connection whose headers are
   not complete HEADERS_TIMEOUT_SECONDS after it opened, or after the first byte of its next
-  request, gets 408 and is closed. The body's deadline is the app's (mnist_service.limits).
+  request, gets 408 and is closed. The body's deadline is the app's (middleware.RequestLimits).
 """
 
 from __future__ import annotations
