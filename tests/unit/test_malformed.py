@@ -176,9 +176,9 @@ def intact_files() -> list[tuple[str, bytes]]:
 
 
 def test_randomly_damaged_files_get_an_upload_error_or_pixels(intact_files):
-    """Seeded: each failure names the damage to reproduce it. Before, about one in 16 of these got an
-    error that was no UploadError (a 500): OSError, ValueError, RuntimeError, NotImplementedError,
-    from opening, decoding or reading EXIF."""
+    """Seeded: each failure names the damage to reproduce it. What Pillow raises on damaged files
+    (OSError, ValueError, RuntimeError, NotImplementedError, from opening, decoding or reading EXIF)
+    must come out as an UploadError, never as another error (a 500)."""
     rng = random.Random(2024)
     for number in range(MUTATIONS):
         name, data = intact_files[number % len(intact_files)]
