@@ -64,11 +64,7 @@ class Classifier:
     async def submit(self, items: list[Item]) -> list[np.ndarray | Exception]:
         """For each item of one request, its class probabilities or the error that says why it has
         none (see classify); RequestTooLarge if its images declare more pixels than the budget."""
-        opened = list(items)
-        uploads = [n for n, item in enumerate(items) if isinstance(item, bytes)]
-        limit = self.settings.max_image_pixels
-        for n, image in zip(uploads, normalise.open_uploads([items[n] for n in uploads], limit)):
-            opened[n] = image
+        opened = self._opened(items)
         sizes = [item.width * item.height if isinstance(item, Image.Image) else 0 for item in opened]
         if (total := sum(sizes)) > self.settings.max_request_pixels:
             raise RequestTooLarge(f"the images of this request declare {total} pixels together, over the budget "
@@ -85,6 +81,16 @@ class Classifier:
             for n, result in zip(todo, await self.batcher.submit([opened[n] for n in todo])):
                 results[n] = result
         return results
+
+    def _opened(self, items: list[Item]) -> list[Item | Exception]:
+        """``items``, each upload's bytes replaced by its opened image, or the error that says why it
+        cannot be opened (normalise.open_uploads)."""
+        opened = list(items)
+        uploads = [n for n, item in enumerate(items) if isinstance(item, bytes)]
+        for n, image in zip(uploads, normalise.open_uploads([items[n] for n in uploads],
+                                                            self.settings.max_image_pixels)):
+            opened[n] = image
+        return opened
 
     def _admit(self, lane: MicroBatcher, name: str) -> None:
         """Shed the request (Overloaded) if what is queued in ``lane`` would make it wait longer than
@@ -114,10 +120,9 @@ class Classifier:
         """For each item, its class probabilities (10,), or the error that says why it has none (an
         UploadError, or whatever else decoding raised, which then fails only its own item). The
         uploads are normalised together and all readable items go through the model in one call."""
-        uploads = [n for n, item in enumerate(items) if not isinstance(item, np.ndarray)]
-        opened = [normalise.open_uploads([items[n]], self.settings.max_image_pixels)[0] if isinstance(items[n], bytes)
-                  else items[n] for n in uploads]
-        decoded = normalise.images_to_pixels(opened)
+        opened = self._opened(items)
+        uploads = [n for n, item in enumerate(opened) if not isinstance(item, np.ndarray)]
+        decoded = normalise.images_to_pixels([opened[n] for n in uploads])
         results = list(items)
         for n, result in zip(uploads, decoded):
             results[n] = result
