@@ -9,6 +9,9 @@
 #   make bench      benchmark the real server with wrk (tools/benchmark.py)
 #   make faults     the real server under faults: drain, neighbour, overload, kill, soak (tools/faults.py)
 #   make image-test build the CPU image with podman/buildah (no Docker engine needed), run it, check it
+#                   (also read-only, as deploy/kubernetes runs it)
+#   make manifests  render the Kubernetes and KServe manifests (deploy/) with kustomize, validate them
+#                   against Kubernetes' schemas and the CRDs, scan them with checkov
 #   make lint       ruff on the Python code, hadolint on both Dockerfiles
 # Settings (environment or make VAR=...): HOST, PORT, WORKERS, MODEL_DIR, MNIST_DATA, EPOCHS, PYTHON.
 
@@ -16,6 +19,10 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# The manifest tools (requirements/deploy.txt) in a venv of their own: checkov's pins conflict with
+# the test tools'. tests/deploy/ and the image test render the manifests with its kubectl.
+DEPLOY_VENV := .venv-deploy
+DEPLOY_INSTALLED := $(DEPLOY_VENV)/.installed
 # A model is trained when its served flatbuffer is missing (a model trained before training wrote
 # them is trained again); training writes the .keras file, the flatbuffers and the metadata.
 MODELS := var/data/mnist-cnn.int8.tflite var/data/mnist-dense.int8.tflite
@@ -23,13 +30,19 @@ EPOCHS ?=
 export HOST ?= 127.0.0.1
 export PORT ?= 5000
 
-.PHONY: serve test test-fast system-packages model retrain samples uploads bench faults image-test lint clean
+.PHONY: serve test test-fast system-packages model retrain samples uploads bench faults image-test manifests lint clean
 
-$(INSTALLED): requirements.txt $(wildcard requirements/*.txt)
+$(INSTALLED): requirements.txt $(filter-out requirements/deploy.txt,$(wildcard requirements/*.txt))
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 10) else f"Python 3.11 is needed, {sys.executable} is {v[0]}.{v[1]}")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	touch $@
+
+$(DEPLOY_INSTALLED): requirements/deploy.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet -r requirements/deploy.txt
 	touch $@
 
 var/data/mnist-%.int8.tflite: | $(INSTALLED)
@@ -48,10 +61,10 @@ serve: $(INSTALLED) $(MODELS)
 system-packages:
 	@sh tools/system_packages.sh
 
-test: system-packages $(INSTALLED) $(MODELS)
+test: system-packages $(INSTALLED) $(DEPLOY_INSTALLED) $(MODELS)
 	$(BIN)/python -m pytest
 
-test-fast: system-packages $(INSTALLED)
+test-fast: system-packages $(INSTALLED) $(DEPLOY_INSTALLED)
 	$(BIN)/python -m pytest -m "not accuracy"
 
 samples: $(INSTALLED)
@@ -66,13 +79,16 @@ bench: $(INSTALLED) $(MODELS)
 faults: $(INSTALLED) $(MODELS)
 	$(BIN)/python -m tools.faults
 
-image-test: $(INSTALLED)
+image-test: $(INSTALLED) $(DEPLOY_INSTALLED)
 	$(BIN)/python -m tools.image_test
+
+manifests: $(DEPLOY_INSTALLED)
+	$(DEPLOY_VENV)/bin/python -m deploy.check
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/hadolint Dockerfile docker/gpu/Dockerfile
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -6,8 +6,10 @@ copy of the models), WORKER_TIMEOUT (120 s). The worker class is uvicorn's with 
 it is killed, is the drain plus the longest a request may take (its body's time and its
 processing deadline), so every request a worker accepted can finish: 30 s by default.
 TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS default to 1 per worker, so the workers do not
-fight over the cores. Prometheus' multiprocess mode gets a fresh folder (PROMETHEUS_MULTIPROC_DIR)
-before the workers fork, and a dead worker's live gauges are dropped. The server's own settings
+fight over the cores. Prometheus' multiprocess mode gets a fresh folder (PROMETHEUS_MULTIPROC_DIR,
+made if it is named but missing) before the workers fork, and a dead worker's live gauges are
+dropped. The workers' heartbeat files are on /dev/shm where there is one, so nothing is written to
+the root filesystem or /tmp but what the app writes there. The server's own settings
 are read once here, and a bad value stops gunicorn with its message before any worker starts,
 instead of failing every worker. The access log is the app's own JSON lines.
 """
@@ -38,6 +40,18 @@ for name, value in (("TF_NUM_INTRAOP_THREADS", "1"), ("TF_NUM_INTEROP_THREADS", 
 
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mnist-metrics-")
+else:
+    # gunicorn imports the worker class (and with it mnist_service.metrics, whose unlabelled gauges
+    # open their files at once) before on_starting runs: a folder that is named but missing must
+    # exist by then.
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+# The heartbeat file gunicorn makes for each worker (the worker touches it, the master reads its
+# time): on a tmpfs, as gunicorn's docs advise, so that a slow disk cannot stall a worker, and off
+# the root filesystem, which may be read-only (deploy/kubernetes). /dev/shm is a writable tmpfs
+# under Docker, podman and Kubernetes; where there is none (macOS), gunicorn's default, the
+# temporary folder.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 def on_starting(server):

@@ -5,23 +5,27 @@ validation and error rendering are connexion's, and the service's errors (mnist_
 become RFC 7807 problems in the one handler ``server.py`` registers. The worker's models are
 ``request.state.models`` (a registry.ModelRegistry) and its settings ``request.state.settings``,
 both set by the server's lifespan. Every inference route hands its items to the model's
-micro-batcher.
+micro-batcher. The TF Serving and Open Inference Protocol routes answer their errors in their
+protocols' ``{"error": ...}`` instead of problems.
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
+import yaml
 from anyio import to_thread
 from connexion import request
 
-from mnist_service import answers, metrics, tf_serving
+from mnist_service import answers, metrics, open_inference, tf_serving
 from mnist_service.classifier import Classifier
-from mnist_service.errors import NotReady, UploadError, problem
+from mnist_service.errors import ModelNotReady, NotReady, UploadError, problem
 
 # The spec declares problem JSON for errors too, so a handler names the content type of its answer.
 JSON = {"Content-Type": "application/json"}
 # The drawing page served at GET / (one self-contained file: no build step, nothing fetched elsewhere).
 PAGE = Path(__file__).resolve().parent / "web" / "index.html"
+SPEC = Path(__file__).resolve().parent / "models.yaml"
 
 
 async def _classifier(name: str | None) -> Classifier:
@@ -78,14 +82,21 @@ def live():
     return {"status": "alive"}, 200, JSON
 
 
-def ready():
-    """GET /health/ready: 200 once every model of this worker is loaded and warm, else 503 and why;
-    503 from the moment the worker begins to drain (mnist_service.lifecycle)."""
+def _ready_models():
+    """The worker's models once every one is loaded and warm; NotReady (503) while they load, or
+    from the moment the worker begins to drain (mnist_service.lifecycle)."""
     if request.state.lifecycle.draining:
         raise NotReady("the server is shutting down: it finishes what it holds, and takes no more")
     models = request.state.models
     if models.state != "ready":
         raise NotReady(models.reason())
+    return models
+
+
+def ready():
+    """GET /health/ready: 200 once every model of this worker is loaded and warm, else 503 and why;
+    503 from the moment the worker begins to drain (mnist_service.lifecycle)."""
+    models = _ready_models()
     default = models.slot().metadata
     return {"status": "ready", "model": default["name"], "version": default["version"],
             "models": sorted(models.slots)}, 200, JSON
@@ -123,3 +134,67 @@ def tf_serving_status(name):
     """GET /v1/models/{name}: TensorFlow Serving's model status."""
     slot = request.state.models.slot(name)
     return tf_serving.status_body(slot.state, slot.metadata["version"], slot.error), 200, JSON
+
+
+@functools.cache
+def _api_version() -> str:
+    """The version of this API (models.yaml's info.version), read once."""
+    return yaml.load(SPEC.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+                     )["info"]["version"]
+
+
+def open_inference_server_metadata():
+    """GET /v2: the Open Inference Protocol's server metadata (its extensions: binary tensor data)."""
+    return open_inference.server_metadata(_api_version()), 200, JSON
+
+
+def open_inference_live():
+    """GET /v2/health/live: the process is up and serving HTTP."""
+    return {"live": True}, 200, JSON
+
+
+def open_inference_ready():
+    """GET /v2/health/ready: as /health/ready, 200 once every model is loaded and warm, else 503."""
+    _ready_models()
+    return {"ready": True}, 200, JSON
+
+
+def _served_slot(name: str, version: str | None):
+    """The slot of model ``name`` (404 if none), if ``version`` is its served one or None (else 404)."""
+    slot = request.state.models.slot(name)
+    open_inference.check_version(slot.metadata, version)
+    return slot
+
+
+def open_inference_model_metadata(name, version=None):
+    """GET /v2/models/{name}[/versions/{version}]: the model's inputs, outputs and version."""
+    slot = _served_slot(name, version)
+    return open_inference.model_metadata(slot.metadata, request.state.settings.engine), 200, JSON
+
+
+def open_inference_model_ready(name, version=None):
+    """GET /v2/models/{name}[/versions/{version}]/ready: 200 once the model is loaded and warm, else 503."""
+    slot = _served_slot(name, version)
+    if slot.state != "ready":
+        raise ModelNotReady(slot.reason())
+    return {"name": name, "ready": True}, 200, JSON
+
+
+async def open_inference_infer(name, version=None):
+    """POST /v2/models/{name}[/versions/{version}]/infer: the Open Inference Protocol's inference, its
+    body JSON or, by the binary tensor data extension, a JSON header and raw tensor bytes (read here
+    whole: connexion validates only a JSON body, mnist_service.open_inference parses both)."""
+    _served_slot(name, version)
+    parsed = open_inference.parse_infer_request(await request.body(), request.headers.get(open_inference.HEADER_LENGTH),
+                                                request.state.settings.max_instances)
+    classifier = await _classifier(name)
+    probabilities = open_inference.probabilities(await classifier.submit(parsed.items))
+    request.state.digits = probabilities.argmax(axis=1).tolist()
+    body, headers = open_inference.infer_response(probabilities, parsed, classifier.metadata)
+    return body, 200, headers
+
+
+# The versioned routes have operationIds of their own (the metrics' route label), the same handlers.
+open_inference_model_version_metadata = open_inference_model_metadata
+open_inference_model_version_ready = open_inference_model_ready
+open_inference_model_version_infer = open_inference_infer

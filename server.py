@@ -16,11 +16,15 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 import connexion  # noqa: E402
 import orjson  # noqa: E402
+from connexion.exceptions import ProblemException  # noqa: E402
+from connexion.http_facts import HTTP_STATUS_CODES  # noqa: E402
 from connexion.lifecycle import ConnexionResponse  # noqa: E402
 from connexion.middleware import MiddlewarePosition  # noqa: E402
+from connexion.middleware.exceptions import ExceptionMiddleware  # noqa: E402
 from connexion.problem import problem  # noqa: E402
+from starlette.exceptions import HTTPException  # noqa: E402
 
-from mnist_service import tf_serving  # noqa: E402
+from mnist_service import open_inference, tf_serving  # noqa: E402
 from mnist_service.errors import ServiceError  # noqa: E402
 from mnist_service.jsonifier import OrjsonJsonifier  # noqa: E402
 from mnist_service.lifecycle import Lifecycle  # noqa: E402
@@ -32,15 +36,35 @@ from mnist_service.validators import VALIDATOR_MAP  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
+def _error_json(body: dict, status: int, headers) -> ConnexionResponse:
+    return ConnexionResponse(status_code=status, body=orjson.dumps(body), content_type="application/json",
+                             headers=dict(headers or {}) or None)
+
+
 async def service_error(request, error: ServiceError):
     """Any of the service's errors as the RFC 7807 problem of its status and title; on TF Serving's
-    routes, as TF Serving's ``{"error": ...}``. (Async: connexion runs a plain function in a
-    thread, a hand-over that a shed request cannot afford.)"""
+    routes and the Open Inference Protocol's, as their ``{"error": ...}``. (Async: connexion runs a
+    plain function in a thread, a hand-over that a shed request cannot afford.)"""
     if request.url.path.startswith("/v1/"):
-        body, status = tf_serving.error_body(error)
-        return ConnexionResponse(status_code=status, body=orjson.dumps(body),
-                                 content_type="application/json", headers=dict(error.headers) or None)
+        return _error_json(*tf_serving.error_body(error), error.headers)
+    if open_inference.is_route(request.url.path):
+        return _error_json(*open_inference.error_body(error), error.headers)
     return problem(error.status, error.title, str(error), headers=dict(error.headers) or None)
+
+
+async def connexion_problem(request, error: HTTPException):
+    """connexion's own refusals (request validation, routing: 400, 404, 405, 415) as the Open
+    Inference Protocol's ``{"error": ...}`` on its routes, whose clients read nothing else; elsewhere
+    the problem JSON connexion answers them with."""
+    if isinstance(error, ProblemException):
+        status, detail = error.status, error.detail or error.title
+    else:
+        status, detail = error.status_code, error.detail
+    if open_inference.is_route(request.url.path):
+        return _error_json({"error": detail}, status, error.headers)
+    if isinstance(error, ProblemException):
+        return ExceptionMiddleware.problem_handler(request, error)
+    return problem(status, HTTP_STATUS_CODES.get(status), detail, headers=error.headers)
 
 
 def create_app(settings: Settings) -> connexion.AsyncApp:
@@ -56,6 +80,8 @@ def create_app(settings: Settings) -> connexion.AsyncApp:
     app = connexion.AsyncApp(__name__, specification_dir=HERE, lifespan=lifespan, jsonifier=OrjsonJsonifier())
     app.add_api("models.yaml", validator_map=VALIDATOR_MAP)
     app.add_error_handler(ServiceError, service_error)
+    app.add_error_handler(ProblemException, connexion_problem)
+    app.add_error_handler(HTTPException, connexion_problem)
     app.add_middleware(RequestObserver, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(RequestLimits, position=MiddlewarePosition.BEFORE_SWAGGER,
                        max_bytes=settings.max_upload_bytes, body_timeout=settings.body_timeout_seconds,

@@ -20,6 +20,8 @@ Serving, in the order a request meets it
     normalise     any uploaded image -> 28x28 pixels framed as MNIST's
     answers       the JSON answers of the upload routes and of /models
     tf_serving    TensorFlow Serving's REST request and response bodies
+    open_inference  the Open Inference Protocol's (KServe v2, Triton) REST bodies and metadata, its
+                  binary tensor data extension included
     errors        the service's errors with their HTTP status and title; the problem JSON
     metrics       the Prometheus metrics
     jsonifier     JSON answers written by orjson

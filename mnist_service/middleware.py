@@ -1,9 +1,11 @@
 """ASGI middleware around the connexion app: request ids, the JSON access log, request metrics,
 and each request's limits of size and time.
 
-``RequestObserver`` sits outside connexion's exception handling, so it sees every final status;
-``RequestLimits`` sits inside it, so its 413, 408 and 504 (mnist_service.errors) are rendered as
-problem JSON like any other error.
+``RequestObserver`` sits outside connexion's exception handling, so it sees every final status,
+and labels the metrics by the route's operationId (a template: never a raw path, which would make a
+label of every model name a client sends); ``RequestLimits`` sits inside it, so its 413, 408 and 504
+(mnist_service.errors) are rendered like any other error: problem JSON, or the ``{"error": ...}``
+of the TF Serving (``/v1/``) and Open Inference Protocol (``/v2/``) routes.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ class Settings:
         "decoded.")
     max_instances: int = setting(
         "MAX_INSTANCES", 128, whole(1), "`128`",
-        "Most images in one TF Serving predict request.")
+        "Most images in one TF Serving predict or Open Inference Protocol infer request.")
     uncertain_below: float = setting(
         "UNCERTAIN_BELOW", 0.8, number(0, 1), "`0.8`",
         'An answer whose confidence is below this has `"uncertain": true`.')

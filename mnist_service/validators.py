@@ -13,10 +13,11 @@ into the same starlette FormData of UploadFile and str that starlette's own pars
 a quarter of its cost a part (starlette's runs python-multipart's byte-at-a-time header loop in
 Python). Bodies that starlette's parser raised on and connexion answered with 500 (no boundary, a
 part without a name, bytes that are not multipart) are 400 problems here, as is a text field sent
-where the spec wants a file, and a JSON body that is not UTF-8 text (connexion's decode error was a
-500; :class:`TextJSONRequestBodyValidator`). What is accepted otherwise and the problems answered
-are connexion's own; versions are pinned in requirements.txt, and tests/unit/test_validators.py
-checks the hand-over.
+where the spec wants a file, and a JSON body that is not UTF-8 text or is nested too deeply
+(connexion's decode and parse errors were a 500; :class:`TextJSONRequestBodyValidator`); a JSON
+body with the Open Inference Protocol's binary tensor data after it is a 415 that says how to send
+it. What is accepted otherwise and the problems answered are connexion's own; versions are pinned
+in requirements.txt, and tests/unit/test_validators.py checks the hand-over.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import io
 
 import multipart
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem
+from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
 from connexion.json_schema import Draft4RequestValidator
 from connexion.lifecycle import ConnexionRequest
 from connexion.utils import is_null, is_nullable
@@ -35,6 +36,8 @@ from connexion.validators import JSONRequestBodyValidator, MultiPartFormDataVali
 from jsonschema import Draft4Validator, ValidationError
 from starlette.datastructures import FormData, Headers, UploadFile
 
+# The Open Inference Protocol's binary tensor data extension: the size of the body's JSON header.
+BINARY_TENSOR_HEADER = "Inference-Header-Content-Length"
 # Where the validator leaves the parsed form: the scope's extensions, shared by everything downstream.
 PARSED_FORM = "mnist.parsed_form"
 
@@ -166,9 +169,16 @@ class OnceBuiltMultiPartValidator(MultiPartFormDataValidator):
 
 class TextJSONRequestBodyValidator(JSONRequestBodyValidator):
     """connexion's JSON body validator, with a 400 problem for a body that is not text in its
-    encoding: connexion 3.3 decodes it unguarded, and its UnicodeDecodeError was answered 500."""
+    encoding, or JSON nested deeper than the json module parses: connexion 3.3 decodes and parses
+    it unguarded, and its UnicodeDecodeError or RecursionError was answered 500. A JSON body that
+    says binary tensor data follows its JSON (the Open Inference Protocol's
+    Inference-Header-Content-Length) is a 415 that says how to send it, rather than a JSON error."""
 
     async def _parse(self, stream, scope):
+        if Headers(scope=scope).get(BINARY_TENSOR_HEADER) is not None:
+            raise UnsupportedMediaTypeProblem(
+                detail=f"a body with binary tensor data after its JSON ({BINARY_TENSOR_HEADER}) is sent as "
+                       "application/octet-stream, or without a Content-Type; application/json is JSON only")
         body = b"".join([chunk async for chunk in stream])
         try:
             body.decode(self._encoding)
@@ -179,7 +189,10 @@ class TextJSONRequestBodyValidator(JSONRequestBodyValidator):
         async def replay():
             yield body
 
-        return await super()._parse(replay(), scope)
+        try:
+            return await super()._parse(replay(), scope)
+        except RecursionError:
+            raise BadRequestProblem(detail="the request body's JSON is nested too deeply to be read") from None
 
 
 def reuse_validated_forms() -> None:

@@ -7,7 +7,12 @@ through its BASE_IMAGE build argument, with a quick-training build argument. The
 built image's own CMD with its own ENV (PORT moved to a free port, as ``docker run -e PORT=``
 would), waits for readiness, classifies every sample in var/data over HTTP, checks that the
 server runs as the image's non-root user, serves both models trained during this build and the
-drawing page, and removes the containers and images it made.
+drawing page. Then it runs the image again as the Kubernetes Deployment runs it
+(deploy/kubernetes/overlays/cpu, rendered by kustomize: deploy/manifests.py): `podman run
+--read-only` with tmpfs mounts for the Deployment's emptyDir paths only, the Deployment's user,
+environment, capabilities (none), memory and CPU limits, and checks that it gets ready, classifies a
+sample, serves /metrics and stops gracefully within the pod's grace period. Finally it removes the
+containers and images it made.
 
 Settings (environment): MNIST_DATA (IDX files copied into the build context's var/data/mnist/),
 IMAGE_EPOCHS (1), IMAGE_MIN_ACCURACY (0.97, the CNN), IMAGE_DENSE_MIN_ACCURACY (0.9, the dense
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -29,6 +35,7 @@ from pathlib import Path
 
 import httpx
 
+from deploy import manifests
 from tools.readiness import free_port, wait_until_ready, worker_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,11 +58,12 @@ def output(*command: str) -> str:
 
 
 def ensure_tools() -> None:
-    missing = [tool for tool in ("buildah", "podman", "debootstrap") if not shutil.which(tool)]
+    # runc: `podman run` here needs it (read_only_run); buildah and podman bring crun only.
+    missing = [tool for tool in ("buildah", "podman", "debootstrap", "runc") if not shutil.which(tool)]
     if missing:
         step(f"installing {', '.join(missing)} from Debian")
         run("apt-get", "update", "-qq")
-        run("apt-get", "install", "-y", "-qq", "buildah", "podman", "debootstrap", stdout=subprocess.DEVNULL)
+        run("apt-get", "install", "-y", "-qq", "buildah", "podman", "debootstrap", "runc", stdout=subprocess.DEVNULL)
 
 
 def debian_mirror() -> str:
@@ -261,6 +269,124 @@ def serve_and_check(model_sha256: dict[str, str]) -> dict[str, float]:
         subprocess.run(["buildah", *STORAGE, "rm", container], stdout=subprocess.DEVNULL)
 
 
+READ_ONLY_CONTAINER = "mnist-image-test-read-only"
+# Inside the running container: which of the image's folders can be written (each should fail with
+# EROFS: the root filesystem is read-only), which emptyDir mounts can, who the server (pid 1, the
+# image's CMD) runs as, and what the metrics folder holds.
+INSIDE = """
+import errno, json, os, sys
+def attempt(folder):
+    try:
+        with open(os.path.join(folder, ".image-test"), "w"):
+            pass
+        os.remove(os.path.join(folder, ".image-test"))
+        return "written"
+    except OSError as error:
+        return errno.errorcode[error.errno]
+mounts, metrics_dir = sys.argv[1].split(","), sys.argv[2]
+image = [folder for folder in ("/", "/app", "/app/var/data", "/opt/venv", "/var/tmp", "/run", "/etc", "/home")
+         if os.path.isdir(folder) and folder not in mounts]
+status = open("/proc/1/status").read()
+ids = [line.split()[1] for line in status.splitlines() if line.startswith(("Uid:", "Gid:"))]
+print(json.dumps({"image": {folder: attempt(folder) for folder in image},
+                  "mounts": {folder: attempt(folder) for folder in mounts},
+                  "server": ":".join(ids), "metrics_files": len(os.listdir(metrics_dir))}))
+"""
+
+
+def podman_size(quantity: str) -> str:
+    """A Kubernetes quantity (64Mi, 2Gi) as podman writes sizes (64m, 2g)."""
+    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)?", quantity).groups()
+    return number + {"Ki": "k", "Mi": "m", "Gi": "g", None: ""}[unit]
+
+
+def read_only_command(deployment: dict, image: str, port: int) -> list[str]:
+    """`podman run` of the image as the Deployment's pod runs it (PORT moved to a free port): the
+    root filesystem read-only (and no tmpfs of podman's own on /tmp, /run, /var/tmp), a tmpfs for
+    each of its emptyDir mounts only, its user, environment, capabilities (none, no privilege
+    escalation), memory and CPU limits, the image's own CMD."""
+    pod, container = manifests.pod_spec(deployment), manifests.server_container(deployment)
+    context = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+    assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]} and "command" not in container and "args" not in container
+    env = {**manifests.environment(container), "PORT": str(port)}
+    limits = container["resources"]["limits"]
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return ["podman", *STORAGE,
+            # Debian's crun refuses hosts whose cgroups are mounted in hybrid mode, as here; runc runs.
+            "--runtime", "runc",
+            "run", "--rm", "--name", READ_ONLY_CONTAINER, "--network", "host",
+            "--read-only", "--read-only-tmpfs=false",
+            *[f"--tmpfs={path}:rw,nosuid,nodev,mode=1777,size={podman_size(volume['sizeLimit'])}"
+              for path, volume in manifests.empty_dirs(deployment).items()],
+            "--user", f"{context['runAsUser']}:{context['runAsGroup']}",
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--memory", podman_size(limits["memory"]), "--cpus", str(limits["cpu"]),
+            # podman's own open-files and process limits are above what this sandbox lets a container
+            # set ("setrlimit: operation not permitted"): this process's open-files limit, and 4,096
+            # processes, far above the server's threads.
+            "--ulimit", f"nofile={nofile[0]}:{nofile[1]}", "--ulimit", "nproc=4096:4096",
+            # Kubernetes ignores the image's HEALTHCHECK (its probes stand in for it).
+            "--no-healthcheck",
+            *[arg for name, value in env.items() for arg in ("--env", f"{name}={value}")],
+            image]
+
+
+def read_only_run() -> dict[str, float]:
+    """Run the image as deploy/kubernetes/overlays/cpu's Deployment does, read from the rendered
+    manifest (so this run and the manifest cannot drift apart), and check that it serves: ready, a
+    sample classified, /metrics summing the workers; that nothing of the image is writable and its
+    emptyDir mounts are; that it stops gracefully within the pod's grace period."""
+    deployment = manifests.workload(manifests.rendered("cpu"))
+    container = manifests.server_container(deployment)
+    mounts = manifests.empty_dirs(deployment)
+    metrics_dir = manifests.environment(container)["PROMETHEUS_MULTIPROC_DIR"]
+    grace = manifests.pod_spec(deployment)["terminationGracePeriodSeconds"]
+    port = free_port()
+    command = read_only_command(deployment, IMAGE, port)
+    step(f"running the image read-only, as deploy/kubernetes/overlays/cpu runs it, on port {port}: "
+         f"tmpfs on {', '.join(mounts)} only")
+    print(" ".join(command), flush=True)
+    server = subprocess.Popen(command, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        seconds = wait_until_ready(base, server, timeout=180)
+        # From `podman run`, which first copies the image into the container's storage (vfs: in full).
+        print(f"ready {seconds:.1f} s after podman run began", flush=True)
+        sample = ROOT / "var" / "data" / "sample-7.png"
+        answer = httpx.post(f"{base}/mnist/classify", files={"file": sample.read_bytes()}, timeout=30).json()
+        assert answer["digit"] == 7, answer
+        print(f"{sample.name}: {answer['digit']} ({answer['confidence']:.3f})")
+        exposition = httpx.get(f"{base}/metrics", timeout=10)
+        assert exposition.status_code == 200, exposition.status_code
+        served = 'mnist_http_requests_total{method="POST",route="mnist.classify",status="200"} 1.0'
+        assert served in exposition.text, "/metrics does not count the classification"
+        print("/metrics counts it (prometheus-client's multiprocess files on the emptyDir's tmpfs)")
+        inside = json.loads(output("podman", *STORAGE, "--runtime", "runc", "exec", READ_ONLY_CONTAINER,
+                                   "python3", "-c", INSIDE, ",".join(mounts), metrics_dir))
+        print(f"inside: {inside}")
+        assert inside["image"] and set(inside["image"].values()) == {"EROFS"}, inside["image"]
+        assert set(inside["mounts"].values()) == {"written"}, inside["mounts"]
+        context = {**manifests.pod_spec(deployment)["securityContext"], **container["securityContext"]}
+        user = f"{context['runAsUser']}:{context['runAsGroup']}"
+        assert inside["server"] == user, f"the server runs as {inside['server']}, the manifest says {user}"
+        assert inside["metrics_files"] > 0, "no metrics files in the emptyDir"
+        step(f"podman stop -t {grace} (the pod's terminationGracePeriodSeconds)")
+        stopping = time.monotonic()
+        run("podman", *STORAGE, "--runtime", "runc", "stop", "-t", str(grace), READ_ONLY_CONTAINER,
+            stdout=subprocess.DEVNULL)
+        status = server.wait(timeout=grace + 30)
+        stopped = time.monotonic() - stopping
+        assert status == 0 and stopped < grace, f"exit status {status} after {stopped:.1f} s"
+        print(f"stopped gracefully in {stopped:.1f} s (exit status 0), as user {user}")
+        return {"read_only_ready_seconds": seconds, "stop_seconds": stopped}
+    finally:
+        if server.poll() is None:
+            subprocess.run(["podman", *STORAGE, "--runtime", "runc", "rm", "--force", READ_ONLY_CONTAINER],
+                           stdout=subprocess.DEVNULL)
+            server.wait(timeout=30)
+
+
 def main() -> int:
     ensure_tools()
     made_base = ensure_base_image()
@@ -270,13 +396,16 @@ def main() -> int:
         size = int(json.loads(output("podman", *STORAGE, "image", "inspect", IMAGE))[0]["Size"])
         print(f"\nbuilt {IMAGE} in {seconds:.0f} s; image size {size / 1e6:.0f} MB", flush=True)
         served = serve_and_check(model_sha256)
+        read_only = read_only_run()
     finally:
         step("removing what this test made")
         subprocess.run(["podman", *STORAGE, "rmi", "--force", IMAGE], stdout=subprocess.DEVNULL)
         if made_base and os.environ.get("KEEP_BASE_IMAGE") != "1":
             subprocess.run(["podman", *STORAGE, "rmi", "--force", BASE_IMAGE], stdout=subprocess.DEVNULL)
     print(f"\nimage test passed: image size {size / 1e6:.0f} MB, built in {seconds:.0f} s, its CMD ready in "
-          f"{served['ready_seconds']:.1f} s, worker RSS at most {served['worker_rss_mb']:.0f} MB")
+          f"{served['ready_seconds']:.1f} s, worker RSS at most {served['worker_rss_mb']:.0f} MB; read-only as "
+          f"the Deployment runs it: ready {read_only['read_only_ready_seconds']:.1f} s after podman run began, "
+          f"stopped gracefully in {read_only['stop_seconds']:.1f} s")
     return 0
 
 
