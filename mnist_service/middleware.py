@@ -11,6 +11,7 @@ of the TF Serving (``/v1/``) and Open Inference Protocol (``/v2/``) routes.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import re
@@ -45,6 +46,14 @@ def _header(scope, name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+def log_line(entry: dict) -> str:
+    """An access-log entry as one line of JSON, in ASCII when the request's path holds anything
+    else: orjson writes U+2028, U+0085 and the like as they are, which many line readers (Python's
+    ``splitlines``, among them) take for line breaks, splitting one entry in two."""
+    line = orjson.dumps(entry)
+    return line.decode() if line.isascii() else json.dumps(entry, separators=(",", ":"))
 
 
 class RequestObserver:
@@ -97,7 +106,7 @@ class RequestObserver:
         digits = scope.get("state", {}).get("digits")
         if digits is not None:
             entry["digits"] = digits
-        access_log.info(orjson.dumps(entry).decode())
+        access_log.info(log_line(entry))
 
 
 def _has_body(scope) -> bool:

@@ -5,7 +5,9 @@
 Starts ``gunicorn -c gunicorn.conf.py server:app`` on a free port serving the trained models
 (var/data/, or $MODEL_DIR), waits until every worker is ready, then runs wrk
 (installed from Debian's packages when missing) with a multipart body: single 28x28 PNG uploads at
-each connection count, then the batch route with ``--batch-files`` images a request. It prints
+each connection count, then the batch route with ``--batch-files`` images a request, then the Open
+Inference Protocol's infer route with one PNG a request as tritonclient sends it by default (a
+BYTES tensor in binary tensor data), at the largest connection count. It prints
 req/s, p50, p99 and errors, images/s, each worker's resident memory before and after, and the
 model's bare compute floor (the model called directly by the server's engine, $INFERENCE_ENGINE,
 batch 1 and batch 64, one thread, as a worker runs it) with the served throughput as a share of it.
@@ -14,10 +16,12 @@ batch 1 and batch 64, one thread, as a worker runs it) with the served throughpu
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -53,14 +57,29 @@ def multipart(field: str, files: list[bytes]) -> bytes:
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
-def lua_script(body: bytes, folder: Path, name: str) -> Path:
-    """A wrk script that POSTs ``body`` as multipart/form-data."""
+def binary_infer(png: bytes) -> tuple[bytes, dict[str, str]]:
+    """An Open Inference Protocol infer body for one image file, as tritonclient sends it with its
+    defaults: a JSON header, then the BYTES tensor's one element (its length, little-endian, and
+    its bytes); the probabilities asked for in binary too. Its headers with it."""
+    element = struct.pack("<I", len(png)) + png
+    header = json.dumps({
+        "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(element)}}],
+        "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
+    }).encode()
+    return header + element, {"Content-Type": "application/octet-stream",
+                              "Inference-Header-Content-Length": str(len(header))}
+
+
+def lua_script(body: bytes, folder: Path, name: str, headers: dict[str, str] | None = None) -> Path:
+    """A wrk script that POSTs ``body``, as multipart/form-data unless ``headers`` say otherwise."""
+    headers = headers or {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
     escaped = "".join(f"\\{byte}" for byte in body)
     script = folder / f"{name}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
-        f'wrk.headers["Content-Type"] = "multipart/form-data; boundary={BOUNDARY}"\n'
-        f'wrk.body = "{escaped}"\n'
+        + "".join(f'wrk.headers["{key}"] = "{value}"\n' for key, value in headers.items())
+        + f'wrk.body = "{escaped}"\n'
     )
     return script
 
@@ -139,6 +158,8 @@ def main() -> int:
             sys.exit(f"{error}see {folder / 'server.log'}")
         single = lua_script(multipart("file", [png]), folder, "single")
         batch = lua_script(multipart("files", [png] * args.batch_files), folder, "batch")
+        infer_body, infer_headers = binary_infer(png)
+        infer = lua_script(infer_body, folder, "infer", infer_headers)
         query = f"?model={args.model}"
         run_wrk(wrk, f"{url}/mnist/classify{query}", single, 8, 2)  # warm-up
         rss_before = worker_rss_mb(server.pid)
@@ -158,6 +179,10 @@ def main() -> int:
         batch_images = result["rps"] * args.batch_files
         route = f"/mnist/classify/batch ({args.batch_files} PNGs)"
         print(f"{route:<32}{8:>6}{result['rps']:>10.0f}{batch_images:>10.0f}"
+              f"{result['p50']:>9.2f}{result['p99']:>9.2f}{result['errors']:>8}", flush=True)
+        connections = max(results)
+        result = run_wrk(wrk, f"{url}/v2/models/{args.model}/infer", infer, connections, args.duration)
+        print(f"{'/v2/.../infer (BYTES, binary)':<32}{connections:>6}{result['rps']:>10.0f}{result['rps']:>10.0f}"
               f"{result['p50']:>9.2f}{result['p99']:>9.2f}{result['errors']:>8}", flush=True)
         rss_after = worker_rss_mb(server.pid)
     finally:

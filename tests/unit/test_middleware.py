@@ -1,13 +1,14 @@
 """The request limits (size, body time, processing deadline) as ASGI middleware around stand-in
-apps, and the door that sheds what a worker cannot hold."""
+apps, the door that sheds what a worker cannot hold, and the access log's lines."""
 
 import asyncio
+import json
 
 import pytest
 
 from mnist_service.admission import Door, Shed
 from mnist_service.errors import BodyTimedOut, RequestTimedOut, UploadTooLarge
-from mnist_service.middleware import RequestLimits
+from mnist_service.middleware import RequestLimits, log_line
 
 
 def limits(app, max_bytes=1000, body_timeout=5.0, request_timeout=5.0) -> RequestLimits:
@@ -120,3 +121,11 @@ def test_a_shed_answer_is_a_whole_503_with_retry_after_and_a_problem_or_tf_servi
     assert problem["status"] == 503 and "holds 7 requests" in problem["detail"] and "MAX_IN_FLIGHT" in problem["detail"]
     head, body = shed.answer(b"/v1/models/mnist-cnn:predict", closing=True).split(b"\r\n\r\n")
     assert b"connection: close" in head and list(json.loads(body)) == ["error"]
+
+
+@pytest.mark.parametrize("path", ["/mnist/classify", "/v2/models/x/versions/\u2028\x85\u2029\x1c\U0003943d", "/é"])
+def test_an_access_log_entry_is_one_line_whatever_the_path_holds(path):
+    entry = {"request_id": "abc", "method": "GET", "path": path, "status": 404}
+    line = log_line(entry)
+    assert line.splitlines() == [line], "a line reader sees exactly one line"
+    assert json.loads(line) == entry
