@@ -18,6 +18,7 @@ numeric instances are. Every inference route hands a request's items to :meth:`C
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from PIL import Image
 from mnist_service import artifacts, metrics, model_input, normalise
 from mnist_service.batching import MicroBatcher
 from mnist_service.engines import Engine, load_engine
-from mnist_service.errors import Overloaded, RequestTooLarge, UploadError
+from mnist_service.errors import Overloaded, RequestTooLarge, ServiceError, UploadError
 from mnist_service.settings import Settings
 
 Item = bytes | Image.Image | np.ndarray  # an uploaded file, opened or not, or one image's model input
@@ -139,3 +140,15 @@ class Classifier:
         for n, probabilities in zip(readable, self.predict_inputs(batch)):
             results[n] = probabilities
         return results
+
+
+def stacked(results: list[np.ndarray | Exception], refused: Callable[[int, UploadError], ServiceError]) -> np.ndarray:
+    """The probabilities of a request's items, (N, 10), for the routes that answer a request whole
+    (TF Serving's predict, the Open Inference Protocol's infer): an item whose image cannot be read
+    refuses the request with ``refused(its index, its error)``, and any other error is raised as it is."""
+    for index, result in enumerate(results):
+        if isinstance(result, UploadError):
+            raise refused(index, result)
+        if isinstance(result, Exception):
+            raise result
+    return np.stack(results)

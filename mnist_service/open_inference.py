@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from mnist_service import model_input
-from mnist_service.errors import ServiceError, UploadError
+from mnist_service import classifier, model_input
+from mnist_service.errors import ServiceError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"  # the JSON header's size, when binary data follows it
 BINARY_CONTENT_TYPE = "application/octet-stream"
@@ -297,12 +297,8 @@ def _requested_outputs(outputs, binary_default: bool) -> list[tuple[str, bool]]:
 def probabilities(results: list[np.ndarray | Exception]) -> np.ndarray:
     """The classified images' probabilities, (N, 10); an image that cannot be read makes the
     request a BadInferRequest, and any other error is raised as it is."""
-    for index, result in enumerate(results):
-        if isinstance(result, UploadError):
-            raise BadInferRequest(f'input "{IMAGE}" element {index}: {result}')
-        if isinstance(result, Exception):
-            raise result
-    return np.stack(results)
+    return classifier.stacked(results,
+                              lambda index, error: BadInferRequest(f'input "{IMAGE}" element {index}: {error}'))
 
 
 def infer_response(probabilities: np.ndarray, request: InferRequest, metadata: dict) -> tuple[dict | bytes, dict]:

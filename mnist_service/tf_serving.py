@@ -17,8 +17,8 @@ import binascii
 
 import numpy as np
 
-from mnist_service import model_input
-from mnist_service.errors import NoSuchModel, ServiceError, UploadError
+from mnist_service import classifier, model_input
+from mnist_service.errors import NoSuchModel, ServiceError
 
 INPUT_NAME = "pixels"  # the Keras model's input layer
 ACCEPTED_SHAPES = ((28, 28), (28, 28, 1), (784,))
@@ -85,12 +85,7 @@ def tensor_to_input(instance, index: int) -> np.ndarray:
 def probabilities(results: list[np.ndarray | Exception]) -> np.ndarray:
     """The classified instances' probabilities, (N, 10); an instance whose image cannot be read
     makes the request a BadPredictRequest, and any other error is raised as it is."""
-    for index, result in enumerate(results):
-        if isinstance(result, UploadError):
-            raise BadPredictRequest(f"instance {index}: {result}")
-        if isinstance(result, Exception):
-            raise result
-    return np.stack(results)
+    return classifier.stacked(results, lambda index, error: BadPredictRequest(f"instance {index}: {error}"))
 
 
 def predict_response(probabilities: np.ndarray, key: str) -> dict:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shutil
+import time
+from pathlib import Path
 
 import httpx
 
@@ -48,3 +52,38 @@ def metric(text: str, name: str, **labels) -> float:
             if all(found.get(key) == value for key, value in labels.items()):
                 return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def copy_model(model: Path, folder: Path) -> None:
+    """Copy a model's files (the .keras file, its flatbuffers and its metadata) into ``folder``."""
+    for path in model.parent.glob(f"{model.stem}.*"):
+        shutil.copy(path, folder / path.name)
+
+
+def copy_model_broken(model: Path, folder: Path) -> dict:
+    """Copy a model into ``folder`` with its served flatbuffer replaced by bytes that are not a
+    LiteRT model, and its metadata's checksum made to match them, so that the load fails, not the
+    check of the files; the copy's metadata."""
+    copy_model(model, folder)
+    broken = folder / f"{model.stem}.int8.tflite"
+    broken.write_bytes(b"this is not a LiteRT flatbuffer")
+    metadata = json.loads(model.with_suffix(".json").read_text())
+    metadata["litert"]["int8"]["sha256"] = hashlib.sha256(broken.read_bytes()).hexdigest()
+    (folder / f"{model.stem}.json").write_text(json.dumps(metadata))
+    return metadata
+
+
+def wait_for_failed_load(server, path: str, timeout: float = 120) -> httpx.Response:
+    """The answer of ``path`` once it says that the model failed to load (a load is tried in the
+    background after start-up), or the last answer when ``timeout`` seconds pass first."""
+    deadline, answer = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            answer = get(server, path)
+            if "failed" in answer.text:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    assert answer is not None, f"{path} never answered: {server.log_text()}"
+    return answer

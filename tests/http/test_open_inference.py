@@ -4,7 +4,6 @@ real gunicorn server, with its defaults (binary tensor data both ways) and with 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import time
 
@@ -16,8 +15,7 @@ import yaml
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import ROOT, gunicorn
-from tests.helpers import classify, get, metric, predict
-from tests.http.test_operations import copy_model
+from tests.helpers import classify, copy_model_broken, get, metric, predict, wait_for_failed_load
 from tools.make_samples import sample_indices
 
 
@@ -227,22 +225,9 @@ def test_metrics_label_the_routes_by_their_template_and_the_log_has_the_digits(s
 def test_a_model_that_failed_to_load_is_503_with_retry_after(small_model, tmp_path, samples):
     """As on /health/ready: server and model readiness 503 with the reason, the metadata still
     answered (it is read before the model loads), inference 503."""
-    copy_model(small_model, tmp_path)
-    broken = tmp_path / "mnist-cnn.int8.tflite"
-    broken.write_bytes(b"this is not a LiteRT flatbuffer")
-    metadata = json.loads(small_model.with_suffix(".json").read_text())
-    metadata["litert"]["int8"]["sha256"] = hashlib.sha256(broken.read_bytes()).hexdigest()
-    (tmp_path / "mnist-cnn.json").write_text(json.dumps(metadata))
+    metadata = copy_model_broken(small_model, tmp_path)
     with gunicorn(tmp_path, tmp_path, workers=1) as failing:
-        deadline, ready = time.monotonic() + 120, None
-        while time.monotonic() < deadline:
-            try:
-                ready = get(failing, "/v2/models/mnist-cnn/ready")
-                if "failed" in ready.text:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        ready = wait_for_failed_load(failing, "/v2/models/mnist-cnn/ready")
         assert_error(ready, 503, "failed")
         assert ready.headers["retry-after"]
         assert_error(get(failing, "/v2/health/ready"), 503, "failed")

@@ -1,10 +1,8 @@
 """Operating the service: health, metrics across workers, model metadata, request ids, access
 log and the upload limit, over real HTTP against gunicorn with 2 workers."""
 
-import hashlib
 import json
 import re
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import WITHOUT_TENSORFLOW, gunicorn, wait_until_ready
-from tests.helpers import classify, get, metric
+from tests.helpers import classify, copy_model, copy_model_broken, get, metric, wait_for_failed_load
 from tools.readiness import worker_pids
 
 
@@ -57,30 +55,11 @@ def test_readiness_is_503_until_the_models_are_warm(small_models, tmp_path, samp
         assert classify(starting, samples[2].read_bytes()).json()["digit"] == 2
 
 
-def copy_model(model: Path, folder: Path) -> None:
-    """Copy a model's files (the .keras file, its flatbuffers and its metadata) into ``folder``."""
-    for path in model.parent.glob(f"{model.stem}.*"):
-        shutil.copy(path, folder / path.name)
-
-
 def test_a_model_that_fails_to_load_keeps_readiness_503_with_the_reason(small_model, tmp_path, samples):
     """The model's files match its metadata, but its served flatbuffer is not a LiteRT model."""
-    copy_model(small_model, tmp_path)
-    broken = tmp_path / "mnist-cnn.int8.tflite"
-    broken.write_bytes(b"this is not a LiteRT flatbuffer")
-    metadata = json.loads(small_model.with_suffix(".json").read_text())
-    metadata["litert"]["int8"]["sha256"] = hashlib.sha256(broken.read_bytes()).hexdigest()
-    (tmp_path / "mnist-cnn.json").write_text(json.dumps(metadata))
+    copy_model_broken(small_model, tmp_path)
     with gunicorn(tmp_path, tmp_path, workers=1) as failing:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                ready = get(failing, "/health/ready")
-                if "failed" in ready.json()["detail"]:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        ready = wait_for_failed_load(failing, "/health/ready")
         assert ready.status_code == 503 and "loading" in ready.json()["detail"], failing.log_text()
         assert get(failing, "/health/live").status_code == 200
         unavailable = classify(failing, samples[1].read_bytes())
