@@ -6,6 +6,8 @@
 #   make retrain    train both models again
 #   make samples    rewrite var/data/sample-*.png from the MNIST test split
 #   make uploads    the model's accuracy on realistic uploads, per style (tools/realistic_uploads.py)
+#   make training-runs  the recipe's spread: train a model once per seed, print each accuracy and the
+#                   mean, min and max, and train the first seed again to compare (tools/training_runs.py)
 #   make bench      benchmark the real server with wrk (tools/benchmark.py)
 #   make faults     the real server under faults: drain, neighbour, overload, kill, soak (tools/faults.py)
 #   make image-test build the CPU image with podman/buildah (no Docker engine needed), run it, check it
@@ -13,7 +15,8 @@
 #   make manifests  render the Kubernetes and KServe manifests (deploy/) with kustomize, validate them
 #                   against Kubernetes' schemas and the CRDs, scan them with checkov
 #   make lint       ruff on the Python code, hadolint on both Dockerfiles
-# Settings (environment or make VAR=...): HOST, PORT, WORKERS, MODEL_DIR, MNIST_DATA, EPOCHS, PYTHON.
+# Settings (environment or make VAR=...): HOST, PORT, WORKERS, MODEL_DIR, MNIST_DATA, EPOCHS, PYTHON;
+# for training-runs MODEL (cnn or dense) and SEEDS (1 2 3 4 5).
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
@@ -30,7 +33,7 @@ EPOCHS ?=
 export HOST ?= 127.0.0.1
 export PORT ?= 5000
 
-.PHONY: serve test test-fast system-packages model retrain samples uploads bench faults image-test manifests lint clean
+.PHONY: serve test test-fast system-packages model retrain samples uploads training-runs bench faults image-test manifests lint clean
 
 $(INSTALLED): requirements.txt $(filter-out requirements/deploy.txt,$(wildcard requirements/*.txt))
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 10) else f"Python 3.11 is needed, {sys.executable} is {v[0]}.{v[1]}")'
@@ -72,6 +75,11 @@ samples: $(INSTALLED)
 
 uploads: $(INSTALLED) $(MODELS)
 	$(BIN)/python -m tools.realistic_uploads
+
+MODEL ?= cnn
+SEEDS ?= 1 2 3 4 5
+training-runs: $(INSTALLED)
+	$(BIN)/python -m tools.training_runs --model $(MODEL) --seeds $(SEEDS) --repeat
 
 bench: $(INSTALLED) $(MODELS)
 	$(BIN)/python -m tools.benchmark

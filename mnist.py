@@ -17,9 +17,9 @@ import yaml
 from anyio import to_thread
 from connexion import request
 
-from mnist_service import answers, metrics, open_inference, tf_serving
+from mnist_service import answers, artifacts, metrics, open_inference, tf_serving
 from mnist_service.classifier import Classifier
-from mnist_service.errors import ModelNotReady, NotReady, UploadError, problem
+from mnist_service.errors import ModelNotReady, NoReport, NotReady, UploadError, problem
 
 # The spec declares problem JSON for errors too, so a handler names the content type of its answer.
 JSON = {"Content-Type": "application/json"}
@@ -118,6 +118,14 @@ def get_model(name):
     """GET /models/{name}: one model's metadata."""
     models = request.state.models
     return answers.description(models.slot(name), name == models.default), 200, JSON
+
+
+def get_model_report(name):
+    """GET /models/{name}/report: the training report written beside the model."""
+    path = artifacts.report_path(request.state.models.slot(name).path)
+    if not path.is_file():
+        raise NoReport(f"{name} has no training report ({path.name}): retrain it to write one (make retrain)")
+    return path.read_text(encoding="utf-8"), 200, {"Content-Type": "text/html; charset=utf-8"}
 
 
 async def tf_serving_predict(name, body):

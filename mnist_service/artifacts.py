@@ -4,10 +4,11 @@ metadata beside them, and the checksums that tie them together. Training writes 
 the other.
 
 A model ``var/data/mnist-cnn.keras`` has its flatbuffers in ``mnist-cnn.int8.tflite`` (int8
-weights, the default engine's) and ``mnist-cnn.float32.tflite``, and its metadata in
-``mnist-cnn.json``: its name, version, the test accuracy of what is served, input definition,
-data checksum, library versions, and the sha256 of each file, so a file swapped without its
-metadata (or the reverse) is refused by name when the server starts.
+weights, the default engine's) and ``mnist-cnn.float32.tflite``, its training report in
+``mnist-cnn.report.html``, and its metadata in ``mnist-cnn.json``: its name, version, the test
+accuracy of what is served, input definition, data checksum, library versions, and the sha256 of
+each file, so a file swapped without its metadata (or the reverse) is refused by name when the
+server starts.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def metadata_path(model_path: Path) -> Path:
 def litert_path(model_path: Path, precision: str) -> Path:
     """Where the LiteRT flatbuffer of a saved model with weights of ``precision`` lives."""
     return Path(model_path).with_suffix(f".{precision}.tflite")
+
+
+def report_path(model_path: Path) -> Path:
+    """Where the training report of a saved model lives (mnist_service.report): beside it, ``.report.html``."""
+    return Path(model_path).with_suffix(".report.html")
 
 
 def file_sha256(path: Path) -> str:

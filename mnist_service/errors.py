@@ -1,12 +1,12 @@
 """The service's errors, each carrying the HTTP status and title it is answered with.
 
 The normalisation raises (or returns, one per upload) the upload errors; the registry raises
-:class:`NoSuchModel` and :class:`ModelNotReady`; the classifier raises :class:`RequestTooLarge`;
-the middleware raises :class:`UploadTooLarge`, :class:`BodyTimedOut`, :class:`RequestTimedOut`
-and :class:`Overloaded`. ``server.py`` registers one error handler that answers any of them with
-the RFC 7807 problem :func:`problem` makes; the batch route puts the same problem in place of each
-image that has no answer; the TF Serving routes answer TF Serving's ``{"error": ...}`` instead
-(``tf_serving.error_body``). Nothing here knows about connexion.
+:class:`NoSuchModel` and :class:`ModelNotReady`; the report route :class:`NoReport`; the classifier
+raises :class:`RequestTooLarge`; the middleware raises :class:`UploadTooLarge`,
+:class:`BodyTimedOut`, :class:`RequestTimedOut` and :class:`Overloaded`. ``server.py`` registers
+one error handler that answers any of them with the RFC 7807 problem :func:`problem` makes; the
+batch route puts the same problem in place of each image that has no answer; the TF Serving
+routes answer TF Serving's ``{"error": ...}`` instead (``tf_serving.error_body``). Nothing here knows about connexion.
 """
 
 from __future__ import annotations
@@ -86,6 +86,12 @@ class NoSuchModel(ServiceError, LookupError):
     def __init__(self, name: str):
         super().__init__(f'no model named "{name}"; see /models')
         self.name = name
+
+
+class NoReport(ServiceError, LookupError):
+    """The model is served but has no training report beside it."""
+
+    status, title = 404, "No training report"
 
 
 class ModelNotReady(ServiceError, RuntimeError):

@@ -244,6 +244,11 @@ def serve_and_check(model_sha256: dict[str, str]) -> dict[str, float]:
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), page.status_code
         assert 'id="pad"' in page.text, "GET / is not the drawing page"
         print("the dense model answers ?model=mnist-dense, and GET / serves the drawing page")
+        for name in MODELS:
+            report = httpx.get(f"{base}/models/{name}/report", timeout=10)
+            assert report.status_code == 200 and f"<title>{name}: training report</title>" in report.text, \
+                f"GET /models/{name}/report answered {report.status_code}"
+        print(f"each model's training report is served ({', '.join(f'/models/{name}/report' for name in MODELS)})")
         leftovers = output("buildah", *STORAGE, "run", "--isolation", "chroot", "--user", "0:0", container, "--",
                            "python3", "-c",
                            "import glob, shutil; print([t for t in ('gcc', 'cc', 'g++') if shutil.which(t)]"

@@ -15,9 +15,9 @@ from mnist_service.settings import Settings
 from mnist_service.training import KINDS
 from tools import realistic_uploads
 
-# On the MNIST test split. The Docker build itself refuses a CNN under 99.5% (MIN_ACCURACY); this
-# check guards against a broken model or serving path without failing CI on the run-to-run spread
-# of training (docs/training.md).
+# On the MNIST test split. The Docker build itself refuses a CNN under 99.3% (MIN_ACCURACY); this
+# check guards against a broken model or serving path without failing CI on the spread of training
+# between seeds and machines (docs/training.md).
 REQUIRED_ACCURACY = 0.992
 REQUIRED_UPLOAD_ACCURACY = 0.97  # on each style of realistic uploads
 UPLOADS_PER_STYLE = 300

@@ -86,6 +86,17 @@ def test_the_page_is_served_at_the_root_and_lists_every_model(page):
     assert page.locator('a[href="/ui/"]').count() == 1
 
 
+def test_each_model_links_to_its_training_report(page):
+    for name in MODELS:
+        link = page.locator(f'section.model[data-model="{name}"] a.report')
+        expect(link).to_have_text("training report")
+        link.click()
+        expect(page).to_have_title(f"{name}: training report")
+        expect(page.locator("img")).to_have_count(3)
+        page.go_back()
+        expect(page.locator("section.model")).to_have_count(len(MODELS))
+
+
 @pytest.mark.parametrize("digit, strokes, drawing", [(1, ONE, "one"), (7, SEVEN, "seven"),
                                                     (7, SEVEN_IN_A_CORNER, "seven-in-a-corner")])
 def test_drawing_a_digit_shows_both_models_guesses_and_clear_resets(page, digit, strokes, drawing):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import WITHOUT_TENSORFLOW, gunicorn, wait_until_ready
-from tests.helpers import classify, copy_model, copy_model_broken, get, metric, wait_for_failed_load
+from tests.helpers import assert_problem, classify, copy_model, copy_model_broken, get, metric, wait_for_failed_load
 from tools.readiness import worker_pids
 
 
@@ -122,6 +122,28 @@ def test_model_metadata(server, small_model):
     assert model["devices"] == ["LiteRT XNNPACK (CPU), int8 weights"]
     missing = get(server, "/models/resnet-50")
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+
+
+def test_each_model_serves_the_training_report_written_beside_it(server, small_models):
+    for name in ("mnist-cnn", "mnist-dense"):
+        page = get(server, f"/models/{name}/report")
+        assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+        assert page.text == (small_models / f"{name}.report.html").read_text(encoding="utf-8")
+        saved = json.loads((small_models / f"{name}.json").read_text())
+        assert saved["report"] == f"{name}.report.html"
+        wrong = round((1 - saved["test_accuracy"]) * saved["test_examples"])
+        assert f"{wrong} of {saved['test_examples']} test digits wrong" in page.text
+        assert page.text.count('src="data:image/png;base64,') == 3
+    assert_problem(get(server, "/models/resnet-50/report"), 404, 'no model named "resnet-50"')
+
+
+def test_a_model_without_its_report_still_serves_and_its_report_is_404(small_model, tmp_path, samples):
+    copy_model(small_model, tmp_path)
+    (tmp_path / "mnist-cnn.report.html").unlink()
+    with gunicorn(tmp_path, tmp_path, workers=1) as reportless:
+        wait_until_ready(reportless)
+        assert_problem(get(reportless, "/models/mnist-cnn/report"), 404, "mnist-cnn has no training report")
+        assert classify(reportless, samples[4].read_bytes()).json()["digit"] == 4
 
 
 def test_the_default_model_is_chosen_by_env_and_must_exist(small_models, tmp_path, samples):
