@@ -6,7 +6,7 @@ flatbuffers are compared (reproducibility).
 
     python -m tools.training_runs [--model cnn|dense] [--seeds 1 2 3 4 5] [--repeat] [--keep DIR]
 
-``make training-runs`` runs it (SEEDS, MODEL, REPEAT=1). Nothing is chosen by these figures: they
+``make training-runs`` runs it with ``--repeat`` (MODEL, SEEDS). Nothing is chosen by these figures: they
 are the spread the build's accuracy gate (docs/training.md) is set from.
 """
 
