@@ -40,15 +40,12 @@ def learning_curves(history: dict[str, list[float]]):
     epochs = np.arange(1, len(history["loss"]) + 1)
     figure, (loss, accuracy, rate) = plt.subplots(1, 3, figsize=(13, 3.6))
     loss.plot(epochs, history["loss"], marker="o", label="training (augmented)")
-    if "test_loss" in history:
-        loss.plot(epochs, history["test_loss"], marker="o", label="test split")
+    loss.plot(epochs, history["test_loss"], marker="o", label="test split")
     loss.set(title="Loss", xlabel="epoch", yscale="log")
     accuracy.plot(epochs, 100 * np.asarray(history["accuracy"]), marker="o", label="training (augmented)")
-    if "test_accuracy" in history:
-        accuracy.plot(epochs, 100 * np.asarray(history["test_accuracy"]), marker="o", label="test split")
+    accuracy.plot(epochs, 100 * np.asarray(history["test_accuracy"]), marker="o", label="test split")
     accuracy.set(title="Accuracy (%)", xlabel="epoch")
-    if "learning_rate" in history:
-        rate.plot(epochs, history["learning_rate"], marker="o")
+    rate.plot(epochs, history["learning_rate"], marker="o")
     rate.set(title="Learning rate at the epoch's end", xlabel="epoch")
     for axes in (loss, accuracy, rate):
         axes.grid(alpha=0.3)
