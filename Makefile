@@ -16,7 +16,7 @@
 #                   against Kubernetes' schemas and the CRDs, scan them with checkov
 #   make lint       ruff on the Python code, hadolint on both Dockerfiles
 # Settings (environment or make VAR=...): HOST, PORT, WORKERS, MODEL_DIR, MNIST_DATA, EPOCHS, PYTHON;
-# for training-runs MODEL (cnn or dense) and SEEDS (1 2 3 4 5).
+# for training-runs MODEL (cnn or dense), SEEDS (1 2 3 4 5) and HOLDOUT (0: the training images held out).
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
@@ -78,8 +78,9 @@ uploads: $(INSTALLED) $(MODELS)
 
 MODEL ?= cnn
 SEEDS ?= 1 2 3 4 5
+HOLDOUT ?= 0
 training-runs: $(INSTALLED)
-	$(BIN)/python -m tools.training_runs --model $(MODEL) --seeds $(SEEDS) --repeat
+	$(BIN)/python -m tools.training_runs --model $(MODEL) --seeds $(SEEDS) --holdout $(HOLDOUT) --repeat
 
 bench: $(INSTALLED) $(MODELS)
 	$(BIN)/python -m tools.benchmark

@@ -125,6 +125,8 @@ def render(metadata: dict, history: dict[str, list[float]], test_pixels: np.ndar
         "test accuracy as served (LiteRT, int8 weights)": f"{100 * metadata['test_accuracy']:.2f} %"
         f" ({len(wrong)} of {len(test_labels)} test digits wrong)",
         "test accuracy of the Keras model": f"{100 * metadata['keras_test_accuracy']:.2f} %",
+        **({"accuracy on the training images held out, as served": f"{100 * metadata['holdout_accuracy']:.2f} %"
+            f" ({metadata['holdout_examples']} images)"} if "holdout_accuracy" in metadata else {}),
         "training": f"{metadata['epochs']} epochs, batch {metadata['batch_size']}, seed {metadata['seed']}, "
                     f"{metadata['train_examples']} images, {metadata['training_seconds']} s "
                     f"({metadata['seconds_per_epoch']} s an epoch)",

@@ -130,9 +130,11 @@ def train(
     batch_size: int = 128,
     limit: int | None = None,
     seed: int = 1234,
+    holdout: int = 0,
     verbose: int | str = "auto",
 ) -> dict:
-    """Train ``kind`` on ``data`` (the first ``limit`` training images if given); save the model,
+    """Train ``kind`` on ``data`` (the first ``limit`` training images if given, less the last
+    ``holdout``, which are kept out of training and evaluated as the test split is); save the model,
     its flatbuffers, its report and its metadata; return the metadata."""
     import keras
     import tensorflow as tf
@@ -143,8 +145,9 @@ def train(
     # The same seed, data and versions give the same model on the same machine.
     tf.config.experimental.enable_op_determinism()
     # The images go through the uploads' normalisation, so training sees what serving makes.
-    x_train = model_input.to_model_input(normalise.normalise_stack(data.x_train[:limit]))
-    y_train = data.y_train[:limit]
+    kept = len(data.x_train) - holdout
+    x_train = model_input.to_model_input(normalise.normalise_stack(data.x_train[:kept][:limit]))
+    y_train = data.y_train[:kept][:limit]
     test_pixels = normalise.normalise_stack(data.x_test)
     x_test = model_input.to_model_input(test_pixels)
     batches = (
@@ -177,13 +180,18 @@ def train(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
-    litert, served = {}, None
+    litert, served, held_out = {}, None, {}
     for precision, flatbuffer in litert_flatbuffers(model).items():
         artifacts.litert_path(out, precision).write_bytes(flatbuffer)
         probabilities = litert_probabilities(flatbuffer, x_test)
         litert[precision] = {"test_accuracy": round(float(np.mean(probabilities.argmax(axis=1) == data.y_test)), 6)}
         if precision == "int8":
             served = probabilities
+            if holdout:
+                x_holdout = model_input.to_model_input(normalise.normalise_stack(data.x_train[kept:]))
+                answers = litert_probabilities(flatbuffer, x_holdout).argmax(axis=1)
+                held_out = {"holdout_accuracy": round(float(np.mean(answers == data.y_train[kept:])), 6),
+                            "holdout_examples": holdout}
     trained_at = datetime.now(UTC)
     metadata = {
         "name": kind.name,
@@ -196,6 +204,7 @@ def train(
         "keras_test_accuracy": round(float(keras_accuracy), 6),
         "test_examples": int(len(x_test)),
         "train_examples": int(len(x_train)),
+        **held_out,
         "epochs": epochs,
         "batch_size": batch_size,
         "seed": seed,
@@ -257,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--limit", type=int, help="train on the first N training images only (quick runs, tests)")
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--holdout", type=int, default=0, metavar="N",
+                        help="keep the last N training images out of training and report the accuracy on "
+                        "them, to compare recipes without looking at the test split")
     parser.add_argument("--min-accuracy", type=float, default=0.0,
                         help="exit with status 1 if the test accuracy is below this (0-1)")
     args = parser.parse_args(argv)
@@ -269,9 +281,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"MNIST from {data.source}: {len(data.x_train)} training, {len(data.x_test)} test images")
+    if not 0 <= args.holdout < len(data.x_train):
+        print(f"error: --holdout must be from 0 to {len(data.x_train) - 1}", file=sys.stderr)
+        return 2
     metadata = train(
         data, out, epochs=args.epochs or kind.epochs, kind=kind, batch_size=args.batch_size,
-        limit=args.limit, seed=args.seed, verbose=1 if sys.stdout.isatty() else 2,
+        limit=args.limit, seed=args.seed, holdout=args.holdout, verbose=1 if sys.stdout.isatty() else 2,
     )
     print(
         f"{kind.name}: test accuracy {metadata['test_accuracy']:.4f} as served (LiteRT, int8 weights; Keras "
@@ -279,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({metadata['seconds_per_epoch']} s/epoch); saved {out}, its LiteRT flatbuffers and "
         f"{artifacts.metadata_path(out).name}"
     )
+    if args.holdout:
+        print(f"{kind.name}: accuracy {metadata['holdout_accuracy']:.4f} as served on the {args.holdout} training "
+              "images held out")
     print(f"{kind.name}: training report (learning curves, confusion matrix, misclassified digits) in "
           f"{artifacts.report_path(out)}, served at /models/{kind.name}/report")
     print(f"model sha256 {kind.name}: {metadata['model_sha256']}")
