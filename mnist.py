@@ -18,7 +18,7 @@ from anyio import to_thread
 from connexion import request
 
 from mnist_service import answers, artifacts, metrics, open_inference, tf_serving
-from mnist_service.classifier import Classifier
+from mnist_service.classifier import Classified, Classifier
 from mnist_service.errors import ModelNotReady, NoReport, NotReady, UploadError, problem
 
 # The spec declares problem JSON for errors too, so a handler names the content type of its answer.
@@ -45,27 +45,33 @@ def _upload_results(outcomes: list) -> list[np.ndarray | UploadError]:
     return outcomes
 
 
-async def classify(file, model=None):
-    """POST /mnist/classify: one uploaded image -> its digit and class probabilities."""
+def _shown(answer: dict, outcome: Classified, show_input: bool) -> dict:
+    """``answer``, with what the model was given (show_input=true) added."""
+    return {**answer, "input": answers.model_input(outcome.found)} if show_input else answer
+
+
+async def classify(file, model=None, show_input=False):
+    """POST /mnist/classify: one uploaded image -> its digit and class probabilities (and, asked
+    show_input, what the model was given)."""
     classifier = await _classifier(model)
-    (result,) = _upload_results(await classifier.submit([file.file.read()]))
+    (result,) = _upload_results(await classifier.submit([file.file.read()], with_input=True))
     if isinstance(result, UploadError):
         raise result
-    answer = answers.answer(result, classifier.metadata, request.state.settings.uncertain_below)
+    answer = answers.answer(result.probabilities, classifier.metadata, request.state.settings.uncertain_below)
     request.state.digits = [answer["digit"]]
-    return answer, 200, JSON
+    return _shown(answer, result, show_input), 200, JSON
 
 
-async def classify_batch(files, model=None):
+async def classify_batch(files, model=None, show_input=False):
     """POST /mnist/classify/batch: several images -> one result each, in order; an image that
     cannot be read gets its problem in its place."""
     classifier = await _classifier(model)
-    outcomes = _upload_results(await classifier.submit([file.file.read() for file in files]))
+    outcomes = _upload_results(await classifier.submit([file.file.read() for file in files], with_input=True))
     readable = [outcome for outcome in outcomes if not isinstance(outcome, UploadError)]
-    found = iter(answers.answers(np.stack(readable), classifier.metadata, request.state.settings.uncertain_below)
-                 if readable else ())
+    found = iter(answers.answers(np.stack([outcome.probabilities for outcome in readable]), classifier.metadata,
+                                 request.state.settings.uncertain_below) if readable else ())
     results = [{"filename": file.filename, "error": problem(outcome)} if isinstance(outcome, UploadError)
-               else {"filename": file.filename, **next(found)}
+               else {"filename": file.filename, **_shown(next(found), outcome, show_input)}
                for file, outcome in zip(files, outcomes)]
     request.state.digits = [result["digit"] for result in results if "digit" in result]
     return {"results": results, "model": classifier.metadata["name"],

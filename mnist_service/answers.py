@@ -3,7 +3,11 @@ functions of what the model said and what its metadata records."""
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
+from PIL import Image
 
 
 def answers(probabilities: np.ndarray, metadata: dict, uncertain_below: float) -> list[dict]:
@@ -22,6 +26,17 @@ def answers(probabilities: np.ndarray, metadata: dict, uncertain_below: float) -
 def answer(probabilities: np.ndarray, metadata: dict, uncertain_below: float) -> dict:
     """The answer for one image's probabilities, shape (10,)."""
     return answers(probabilities[np.newaxis], metadata, uncertain_below)[0]
+
+
+def model_input(found) -> dict:
+    """What the model was given for an upload (normalise.Found), as an answer shows it: the 28x28
+    pixels as a grayscale PNG in base64 (the digit white on black, as the model sees it), and the
+    box the digit was found in, as shares of the upright image's width and height."""
+    png = io.BytesIO()
+    Image.fromarray(found.pixels, "L").save(png, "PNG")
+    left, top, right, bottom = found.box
+    return {"png": base64.b64encode(png.getvalue()).decode("ascii"),
+            "box": {"left": round(left, 4), "top": round(top, 4), "right": round(right, 4), "bottom": round(bottom, 4)}}
 
 
 def description(slot, default: bool) -> dict:

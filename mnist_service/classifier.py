@@ -9,11 +9,14 @@ numeric instances are. Every inference route hands a request's items to :meth:`C
   the per-request budget (MAX_REQUEST_PIXELS, else 413 before anything is decoded);
 - large images (over ``HEAVY_PIXELS``) are decoded and normalised in the model's *heavy lane*, a
   micro-batcher of their own whose thread runs at a lower priority, so a batch of small uploads
-  never waits behind a 4000x4000 decode; they join the rest as 28x28 pixels;
+  never waits behind a 4000x4000 decode; they join the rest normalised (normalise.Found);
 - everything else goes to the model's micro-batcher, which runs :meth:`Classifier.classify` on
   whatever requests are queued, in its own thread: the readable items go through the model in
   one call, never ``model.predict``, whose per-call overhead dwarfs this model's compute. Only
   that thread runs the model (a LiteRT interpreter serves one call at a time).
+
+Asked ``with_input``, :meth:`Classifier.submit` answers each item with what the model was given
+too (:class:`Classified`): for an upload, its 28x28 pixels and the box its digit was found in.
 """
 
 from __future__ import annotations
@@ -31,10 +34,24 @@ from mnist_service.engines import Engine, load_engine
 from mnist_service.errors import Overloaded, RequestTooLarge, ServiceError, UploadError
 from mnist_service.settings import Settings
 
-Item = bytes | Image.Image | np.ndarray  # an uploaded file, opened or not, or one image's model input
+# An uploaded file, opened or not, or normalised (by the heavy lane); or one image's model input.
+Item = bytes | Image.Image | normalise.Found | np.ndarray
 # Images larger than the normalisation's working size (it reduces them first) go to the heavy lane.
 HEAVY_PIXELS = normalise.WORKING_SIDE**2
 HEAVY_NICE = 10  # the heavy lane's thread gets about a tenth of a core's share when light work competes
+
+
+@dataclass(frozen=True)
+class Classified:
+    """One item's class probabilities (10,), and for an upload what its normalisation gave the model."""
+
+    probabilities: np.ndarray
+    found: normalise.Found | None = None
+
+
+def probabilities_of(results: list[Classified | Exception]) -> list[np.ndarray | Exception]:
+    """The probabilities of each Classified of ``results``; errors stay as they are."""
+    return [result.probabilities if isinstance(result, Classified) else result for result in results]
 
 
 @dataclass
@@ -48,9 +65,9 @@ class Classifier:
     heavy_lane: MicroBatcher = field(init=False, repr=False)
 
     def __post_init__(self):
-        self.batcher = MicroBatcher(self.classify, max_batch=self.settings.batch_max_size,
+        self.batcher = MicroBatcher(self.classified, max_batch=self.settings.batch_max_size,
                                     max_wait=self.settings.batch_max_wait_ms / 1000)
-        self.heavy_lane = MicroBatcher(self._heavy_to_inputs, max_batch=self.settings.batch_max_size,
+        self.heavy_lane = MicroBatcher(normalise.images_to_found, max_batch=self.settings.batch_max_size,
                                        nice=HEAVY_NICE)
 
     @classmethod
@@ -62,9 +79,10 @@ class Classifier:
         metadata = metadata or artifacts.read_metadata(Path(model_path))
         return cls(metadata, load_engine(Path(model_path), settings), settings)
 
-    async def submit(self, items: list[Item]) -> list[np.ndarray | Exception]:
-        """For each item of one request, its class probabilities or the error that says why it has
-        none (see classify); RequestTooLarge if its images declare more pixels than the budget."""
+    async def submit(self, items: list[Item], with_input: bool = False) -> list[np.ndarray | Classified | Exception]:
+        """For each item of one request, its class probabilities (with ``with_input``, a Classified:
+        the probabilities and what the model was given) or the error that says why it has none (see
+        classify); RequestTooLarge if its images declare more pixels than the budget."""
         opened = self._opened(items)
         sizes = [item.width * item.height if isinstance(item, Image.Image) else 0 for item in opened]
         if (total := sum(sizes)) > self.settings.max_request_pixels:
@@ -81,7 +99,7 @@ class Classifier:
             self._admit(self.batcher, "queue")
             for n, result in zip(todo, await self.batcher.submit([opened[n] for n in todo])):
                 results[n] = result
-        return results
+        return results if with_input else probabilities_of(results)
 
     def _opened(self, items: list[Item]) -> list[Item | Exception]:
         """``items``, each upload's bytes replaced by its opened image, or the error that says why it
@@ -102,11 +120,6 @@ class Classifier:
             raise Overloaded(f"the model's {name} holds {lane.pending} images, about {wait * 1000:.0f} ms of work, "
                              f"over {self.settings.max_queue_wait_ms:g} ms (MAX_QUEUE_WAIT_MS); retry in a second")
 
-    def _heavy_to_inputs(self, images: list[Image.Image]) -> list[np.ndarray | Exception]:
-        """The heavy lane's work: large images -> each one's model input, or its error."""
-        return [model_input.to_model_input(pixels[None])[0] if isinstance(pixels, np.ndarray) else pixels
-                for pixels in normalise.images_to_pixels(images)]
-
     def predict_inputs(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (N, 10), for model input (see model_input.check_model_input)."""
         probabilities = self.engine.infer(model_input.check_model_input(batch))
@@ -118,27 +131,34 @@ class Classifier:
         return self.predict_inputs(model_input.to_model_input(pixels))
 
     def classify(self, items: list[Item]) -> list[np.ndarray | Exception]:
-        """For each item, its class probabilities (10,), or the error that says why it has none (an
-        UploadError, or whatever else decoding raised, which then fails only its own item). The
-        uploads are normalised together and all readable items go through the model in one call."""
+        """For each item, its class probabilities (10,), or the error that says why it has none (see
+        classified)."""
+        return probabilities_of(self.classified(items))
+
+    def classified(self, items: list[Item]) -> list[Classified | Exception]:
+        """For each item, its class probabilities and what the model was given (a Classified), or the
+        error that says why it has none (an UploadError, or whatever else decoding raised, which then
+        fails only its own item). The uploads are normalised together and all readable items go
+        through the model in one call."""
         opened = self._opened(items)
-        uploads = [n for n, item in enumerate(opened) if not isinstance(item, np.ndarray)]
-        decoded = normalise.images_to_pixels([opened[n] for n in uploads])
-        results = list(items)
-        for n, result in zip(uploads, decoded):
+        uploads = [n for n, item in enumerate(opened) if not isinstance(item, np.ndarray | normalise.Found)]
+        results: list = list(opened)
+        for n, result in zip(uploads, normalise.images_to_found([opened[n] for n in uploads])):
             results[n] = result
         readable = [n for n, result in enumerate(results) if not isinstance(result, Exception)]
         if not readable:
             return results
-        is_upload = set(uploads)
-        pixel_rows = [row for row, n in enumerate(readable) if n in is_upload]
-        tensor_rows = [row for row, n in enumerate(readable) if n not in is_upload]
+        found_rows = [row for row, n in enumerate(readable) if isinstance(results[n], normalise.Found)]
+        tensor_rows = [row for row, n in enumerate(readable) if not isinstance(results[n], normalise.Found)]
         batch = np.empty((len(readable), *model_input.SHAPE), np.float32)
-        for rows, convert in ((pixel_rows, model_input.to_model_input), (tensor_rows, np.asarray)):
-            if rows:
-                batch[rows] = convert(np.stack([results[readable[row]] for row in rows]))
+        if found_rows:
+            batch[found_rows] = model_input.to_model_input(np.stack([results[readable[row]].pixels
+                                                                     for row in found_rows]))
+        if tensor_rows:
+            batch[tensor_rows] = np.stack([results[readable[row]] for row in tensor_rows])
         for n, probabilities in zip(readable, self.predict_inputs(batch)):
-            results[n] = probabilities
+            found = results[n] if isinstance(results[n], normalise.Found) else None
+            results[n] = Classified(probabilities, found)
         return results
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
@@ -250,6 +251,20 @@ def grayscale(image: Image.Image) -> Image.Image:
     return Image.composite(gray, background, alpha)
 
 
+@dataclass(frozen=True)
+class Found:
+    """One image normalised: the 28x28 uint8 pixels the model is given, and the box the digit was
+    found in (left, top, right, bottom), as shares (0-1) of the upright image's width and height."""
+
+    pixels: np.ndarray
+    box: tuple[float, float, float, float]
+
+
+def pixels_of(results: list[Found | Exception]) -> list[np.ndarray | Exception]:
+    """The pixels of each Found of ``results``; errors stay as they are."""
+    return [result.pixels if isinstance(result, Found) else result for result in results]
+
+
 # A pixel of the ink above this level (MASK_LEVEL of its contrast) counts for the bounding box.
 MASK_THRESHOLD = round(255 * MASK_LEVEL)
 # The most pixels normalised as one stack: bounds its working memory when many images of one size
@@ -412,7 +427,7 @@ def centre_in_frames(digits: np.ndarray, sizes: list, which: np.ndarray) -> np.n
     return frames
 
 
-def normalise_same_size(grays: list[Image.Image]) -> list[np.ndarray | NoDigitFound]:
+def normalise_same_size(grays: list[Image.Image]) -> list[Found | NoDigitFound]:
     """Normalise grayscale images of one size as one stack (see normalise_many)."""
     width, height = grays[0].size
     tall = Image.new("L", (width, height * len(grays)))
@@ -432,8 +447,9 @@ def normalise_same_size(grays: list[Image.Image]) -> list[np.ndarray | NoDigitFo
         digits[dim] = np.clip(digits[dim] * scale[:, None, None], 0, 255).round().astype(np.uint8)
     normalised = fitted & ~faint
     frames = centre_in_frames(digits, sizes, normalised)
-    return [frame if ok else NoDigitFound(FAINT if fit else BLANK)
-            for frame, ok, fit in zip(frames, normalised, fitted)]
+    shares = (boxes / np.array([width, height, width, height], np.float64)).tolist()
+    return [Found(frame, tuple(share)) if ok else NoDigitFound(FAINT if fit else BLANK)
+            for frame, share, ok, fit in zip(frames, shares, normalised, fitted)]
 
 
 def reduced(gray: Image.Image) -> Image.Image:
@@ -450,9 +466,9 @@ def reduced(gray: Image.Image) -> Image.Image:
     return gray.resize(size, Image.Resampling.BOX)
 
 
-def normalise_many(grays: list[Image.Image]) -> list[np.ndarray | NoDigitFound]:
-    """Grayscale images of digits, any polarity and size -> 28x28 uint8 pixels each, MNIST-style, or
-    the NoDigitFound that says why an image has none.
+def normalise_many(grays: list[Image.Image]) -> list[Found | NoDigitFound]:
+    """Grayscale images of digits, any polarity and size -> 28x28 uint8 pixels each, MNIST-style,
+    with the box the digit was found in (a Found), or the NoDigitFound that says why an image has none.
 
     Images of the same size are normalised together as one stack, NumPy over the whole stack (the
     median filter included), so a batch of small uploads costs a fraction of one pass per image.
@@ -472,9 +488,9 @@ def normalise_many(grays: list[Image.Image]) -> list[np.ndarray | NoDigitFound]:
     return results
 
 
-def raise_any(results: list) -> list[np.ndarray]:
-    """``results`` (pixels or errors, as normalise_many gives them) if none is an error, else the
-    first error raised."""
+def raise_any(results: list) -> list:
+    """``results`` (pixels or Found, or errors, as normalise_many gives them) if none is an error,
+    else the first error raised."""
     for result in results:
         if isinstance(result, Exception):
             raise result
@@ -483,20 +499,26 @@ def raise_any(results: list) -> list[np.ndarray]:
 
 def normalise(gray: Image.Image) -> np.ndarray:
     """A grayscale image of one digit, any polarity and size -> 28x28 uint8 pixels, MNIST-style."""
-    return raise_any(normalise_many([gray]))[0]
+    return raise_any(normalise_many([gray]))[0].pixels
 
 
 def normalise_stack(pixels: np.ndarray) -> np.ndarray:
     """Normalise a stack of grayscale images, (N, height, width) uint8, as uploads are (training
     passes MNIST through this, so it sees what serving makes)."""
-    return np.stack(raise_any(normalise_many([Image.fromarray(image) for image in pixels])))
+    return np.stack(raise_any(pixels_of(normalise_many([Image.fromarray(image) for image in pixels]))))
 
 
 def images_to_pixels(images: list[Image.Image | Exception]) -> list[np.ndarray | Exception]:
     """Opened uploads (open_uploads) -> 28x28 uint8 pixels for each, or the error that says why it
-    has none (an UploadError; or whatever else decoding raised, which fails only its own upload;
-    an error given in place of an image is passed on). The readable images are normalised together
-    (normalise_many)."""
+    has none (see images_to_found)."""
+    return pixels_of(images_to_found(images))
+
+
+def images_to_found(images: list[Image.Image | Exception]) -> list[Found | Exception]:
+    """Opened uploads (open_uploads) -> each one's 28x28 uint8 pixels and where its digit was found,
+    or the error that says why it has none (an UploadError; or whatever else decoding raised, which
+    fails only its own upload; an error given in place of an image is passed on). The readable
+    images are normalised together (normalise_many)."""
     results: list = []
     for image in images:
         if isinstance(image, Exception):
@@ -530,4 +552,10 @@ def uploads_to_pixels(uploads: list[bytes], max_pixels: int = MAX_PIXELS) -> lis
 
 def upload_to_pixels(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Uploaded file bytes -> 28x28 uint8 pixels, or the UploadError that says why not."""
-    return raise_any(uploads_to_pixels([data], max_pixels))[0]
+    return upload_to_found(data, max_pixels).pixels
+
+
+def upload_to_found(data: bytes, max_pixels: int = MAX_PIXELS) -> Found:
+    """Uploaded file bytes -> its 28x28 uint8 pixels and where its digit was found, or the
+    UploadError that says why not."""
+    return raise_any(images_to_found(open_uploads([data], max_pixels)))[0]

@@ -43,7 +43,8 @@ def page(browser, server) -> Page:
     problems = []
     opened.on("console", lambda message: message.type == "error" and problems.append(f"console: {message.text}"))
     opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    opened.on("request", lambda request: request.url.startswith(server.url)
+    # A blob: URL is the page's own copy of a chosen file, not a request that leaves the browser.
+    opened.on("request", lambda request: request.url.startswith((server.url, f"blob:{server.url}"))
               or problems.append(f"request outside the server: {request.url}"))
     opened.goto(f"{server.url}/")
     expect(opened.locator("section.model")).to_have_count(len(MODELS))
@@ -71,6 +72,26 @@ def predictions(page: Page) -> dict[str, str]:
     for name in MODELS:
         expect(page.locator(f'section.model[data-model="{name}"]')).to_have_attribute("data-state", "done")
     return {name: page.locator(f'section.model[data-model="{name}"] .digit').inner_text().strip() for name in MODELS}
+
+
+def assert_shows_what_the_model_saw(panel) -> None:
+    """The panel shows the 28x28 image its model was given, as the answer's PNG."""
+    seen = panel.locator(".seen img")
+    expect(seen).to_be_visible()
+    assert seen.evaluate("img => img.complete && [img.naturalWidth, img.naturalHeight]") == [28, 28]
+
+
+def assert_outlines_the_strokes(page: Page, frame: str, strokes) -> None:
+    """The outline on ``frame`` is where the strokes were drawn (in its fractions, within the pen's width)."""
+    outline, area = page.locator(f"{frame} .found"), page.locator(frame).bounding_box()
+    expect(outline).to_be_visible()
+    box = outline.bounding_box()
+    xs, ys = [x for stroke in strokes for x, _ in stroke], [y for stroke in strokes for _, y in stroke]
+    pen = 0.06  # PEN_WIDTH (20 px) over the 280 px canvas, and a little more
+    left, top = (box["x"] - area["x"]) / area["width"], (box["y"] - area["y"]) / area["height"]
+    right, bottom = left + box["width"] / area["width"], top + box["height"] / area["height"]
+    assert min(xs) - pen < left < min(xs) and max(xs) < right < max(xs) + pen, (left, right, xs)
+    assert min(ys) - pen < top < min(ys) and max(ys) < bottom < max(ys) + pen, (top, bottom, ys)
 
 
 def screenshot(page: Page, name: str) -> None:
@@ -108,6 +129,8 @@ def test_drawing_a_digit_shows_both_models_guesses_and_clear_resets(page, digit,
         panel = page.locator(f'section.model[data-model="{name}"]')
         expect(panel.locator(".bar")).to_have_count(10)
         expect(panel).to_contain_text("%")
+        assert_shows_what_the_model_saw(panel)
+    assert_outlines_the_strokes(page, "#pad-frame", strokes)
     screenshot(page, f"draw-page-{drawing}.png")
 
     page.locator("#clear").click()
@@ -115,6 +138,8 @@ def test_drawing_a_digit_shows_both_models_guesses_and_clear_resets(page, digit,
         panel = page.locator(f'section.model[data-model="{name}"]')
         expect(panel).to_have_attribute("data-state", "idle")
         expect(panel.locator(".digit")).to_have_text("")
+        expect(panel.locator(".seen")).to_be_hidden()
+    expect(page.locator("#pad-frame .found")).to_be_hidden()
     blank = page.evaluate("""() => {
         const pad = document.getElementById('pad');
         const pixels = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
@@ -138,6 +163,9 @@ def test_on_a_phone_width_the_page_fits_and_drawing_still_works(browser, server)
 def test_without_a_pointer_a_chosen_file_is_classified_and_controls_are_keyboard_reachable(page, samples):
     page.locator("#file").set_input_files(samples[3])
     assert predictions(page)["mnist-cnn"] == "3"
+    expect(page.locator("#upload img")).to_be_visible()
+    expect(page.locator("#upload .found")).to_be_visible()
+    assert_shows_what_the_model_saw(page.locator('section.model[data-model="mnist-cnn"]'))
     reached = set()
     for _ in range(12):
         page.keyboard.press("Tab")

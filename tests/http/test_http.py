@@ -1,5 +1,8 @@
 """The service over real HTTP: gunicorn with two uvicorn workers serving a small trained model."""
 
+import base64
+import io
+
 import httpx
 import numpy as np
 import pytest
@@ -200,3 +203,38 @@ def test_the_batch_route_refuses_more_files_than_its_maximum(server, samples):
     assert_problem(response, 400, "is too long")
     wrong_field = httpx.post(f"{server.url}/mnist/classify/batch", files={"file": samples[1].read_bytes()}, timeout=10)
     assert_problem(wrong_field, 400, "'files' is a required property")
+
+
+def shown_pixels(answer: dict) -> np.ndarray:
+    image = Image.open(io.BytesIO(base64.b64decode(answer["input"]["png"])))
+    assert image.format == "PNG" and image.mode == "L" and image.size == (28, 28)
+    return np.asarray(image)
+
+
+@pytest.mark.parametrize("side", [200, 1100])  # 1100: a large image, normalised in the heavy lane
+def test_show_input_answers_what_the_model_was_given_and_where_the_digit_was_found(server, small_model,
+                                                                                  samples, side):
+    """A dark digit on a white page, at a known place: the answer's PNG is the 28x28 image the
+    model classified (the same probabilities in-process), and its box is where the digit's ink is."""
+    digit = 255 - np.asarray(Image.open(samples[2]).resize((side // 4, side // 4), Image.Resampling.BICUBIC))
+    page = np.full((side, side), 255, np.uint8)
+    top, left = side // 5, side // 2
+    page[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    data = encode(Image.fromarray(page))
+    answer = classify(server, data, show_input="true").json()
+    assert "input" not in classify(server, data).json()
+    in_process = Classifier.load(small_model).predict(shown_pixels(answer)[None])[0]
+    np.testing.assert_allclose(in_process, answer["probabilities"], atol=1e-6)
+    rows, cols = np.nonzero(page < 128)
+    expected = {"left": cols.min() / side, "top": rows.min() / side,
+                "right": (cols.max() + 1) / side, "bottom": (rows.max() + 1) / side}
+    for edge, share in expected.items():
+        assert answer["input"]["box"][edge] == pytest.approx(share, abs=0.01), (edge, answer["input"])
+
+
+def test_show_input_in_a_batch_is_given_for_each_image_read(server, samples):
+    parts = [("three.png", samples[3].read_bytes()), ("notes.txt", b"not an image")]
+    results = classify_batch(server, parts, show_input="true").json()["results"]
+    np.testing.assert_array_equal(shown_pixels(results[0]), normalise.upload_to_pixels(samples[3].read_bytes()))
+    assert "input" not in results[1] and results[1]["error"]["status"] == 415
+    assert "input" not in classify_batch(server, parts[:1]).json()["results"][0]
