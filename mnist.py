@@ -37,7 +37,7 @@ async def _classifier(name: str | None) -> Classifier:
     return await to_thread.run_sync(slot.get, request.state.settings.model_wait_seconds)
 
 
-def _upload_results(outcomes: list) -> list[np.ndarray | UploadError]:
+def _upload_results(outcomes: list) -> list[Classified | UploadError]:
     """The classifier's outcomes for uploads; an error that is not the upload's fault is raised (500)."""
     for outcome in outcomes:
         if isinstance(outcome, Exception) and not isinstance(outcome, UploadError):
