@@ -150,6 +150,7 @@ def train(
     y_train = data.y_train[:kept][:limit]
     test_pixels = normalise.normalise_stack(data.x_test)
     x_test = model_input.to_model_input(test_pixels)
+    x_holdout = model_input.to_model_input(normalise.normalise_stack(data.x_train[kept:])) if holdout else None
     batches = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(x_train), seed=seed)
@@ -184,13 +185,12 @@ def train(
     for precision, flatbuffer in litert_flatbuffers(model).items():
         artifacts.litert_path(out, precision).write_bytes(flatbuffer)
         probabilities = litert_probabilities(flatbuffer, x_test)
-        litert[precision] = {"test_accuracy": round(float(np.mean(probabilities.argmax(axis=1) == data.y_test)), 6)}
+        litert[precision] = {"test_accuracy": accuracy(probabilities, data.y_test)}
         if precision == "int8":
             served = probabilities
             if holdout:
-                x_holdout = model_input.to_model_input(normalise.normalise_stack(data.x_train[kept:]))
-                answers = litert_probabilities(flatbuffer, x_holdout).argmax(axis=1)
-                held_out = {"holdout_accuracy": round(float(np.mean(answers == data.y_train[kept:])), 6),
+                held_out = {"holdout_accuracy": accuracy(litert_probabilities(flatbuffer, x_holdout),
+                                                         data.y_train[kept:]),
                             "holdout_examples": holdout}
     trained_at = datetime.now(UTC)
     metadata = {
@@ -243,6 +243,11 @@ def litert_flatbuffers(model) -> dict[str, bytes]:
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
             flatbuffers[precision] = converter.convert()
     return flatbuffers
+
+
+def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The share of ``labels`` that ``probabilities`` (N, 10) rank first, as the metadata records it."""
+    return round(float(np.mean(probabilities.argmax(axis=1) == labels)), 6)
 
 
 def litert_probabilities(flatbuffer: bytes, x_test: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ recipes by, since nothing may be chosen on the test split.
 
     python -m tools.training_runs [--model cnn|dense] [--seeds 1 2 3 4 5] [--holdout N] [--repeat] [--keep DIR]
 
-``make training-runs`` runs it with ``--repeat`` (MODEL, SEEDS). Nothing is chosen by these figures: they
+``make training-runs`` runs it with ``--repeat`` (MODEL, SEEDS, HOLDOUT). Nothing is chosen by these figures: they
 are the spread the build's accuracy gate (docs/training.md) is set from.
 """
 
