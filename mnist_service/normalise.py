@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from mnist_service import model_input
+from mnist_service import clutter, model_input
 from mnist_service.errors import ImageTooLarge, NoDigitFound, UnreadableImage
 from mnist_service.settings import Settings
 
@@ -435,8 +435,9 @@ def normalise_same_size(grays: list[Image.Image]) -> list[Found | NoDigitFound]:
         tall.paste(gray, (0, n * height))
     stack = np.asarray(tall).reshape(len(grays), height, width)
     ink, smooth_ink, blank = ink_images(stack)
+    problems = clutter.clear(ink, smooth_ink, MASK_THRESHOLD, ~blank)
     boxes, found = ink_boxes(ink, smooth_ink)
-    fitted = found & ~blank
+    fitted = found & ~blank & np.array([problem is None for problem in problems])
     digits, sizes = fit_digits(ink, boxes, fitted)
     peaks = digits.max(axis=(1, 2))
     faint = peaks < 1
@@ -448,8 +449,8 @@ def normalise_same_size(grays: list[Image.Image]) -> list[Found | NoDigitFound]:
     normalised = fitted & ~faint
     frames = centre_in_frames(digits, sizes, normalised)
     shares = (boxes / np.array([width, height, width, height], np.float64)).tolist()
-    return [Found(frame, tuple(share)) if ok else NoDigitFound(FAINT if fit else BLANK)
-            for frame, share, ok, fit in zip(frames, shares, normalised, fitted)]
+    return [Found(frame, tuple(share)) if ok else NoDigitFound(problem or (FAINT if fit else BLANK))
+            for frame, share, ok, fit, problem in zip(frames, shares, normalised, fitted, problems)]
 
 
 def reduced(gray: Image.Image) -> Image.Image:

@@ -124,6 +124,208 @@ def colour_photo_jpeg(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     return encode(image, "JPEG", quality=int(rng.integers(60, 92)))
 
 
+# The clutter styles: a digit among what surrounds it on real paper. Pale printed rulings, a dark pen.
+PEN_INKS = [(20, 30, 120), (25, 25, 30), (60, 60, 70), (15, 60, 150)]  # blue, black, pencil gray, royal blue
+RULINGS = [(150, 185, 235), (170, 200, 245), (140, 170, 215), (175, 175, 180), (150, 205, 170)]  # blues, gray, green
+
+
+def lines_mask(size: tuple[int, int], rng: np.random.Generator, spacing: float, angle: float, width: int,
+               vertical: bool = False) -> Image.Image:
+    """Parallel straight lines ``spacing`` px apart across a whole sheet, tilted by ``angle`` degrees,
+    ``width`` px wide, at a random phase: horizontal (or vertical) before the tilt."""
+    width_px, height_px = size
+    mask = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(mask)
+    slope = np.tan(np.radians(angle))
+    span = width_px if vertical else height_px
+    reach = (height_px if vertical else width_px)
+    position = rng.uniform(0, spacing) - abs(slope) * reach
+    while position < span + abs(slope) * reach:
+        if vertical:
+            draw.line([(position, 0), (position + slope * reach, reach)], fill=255, width=width)
+        else:
+            draw.line([(0, position), (reach, position + slope * reach)], fill=255, width=width)
+        position += spacing
+    return mask
+
+
+def page_with_digit(digit: np.ndarray, rng: np.random.Generator, height: int, scale: tuple[float, float],
+                    paper_level: tuple[float, float] = (225, 252)):
+    """A digit's stroke mask, a tinted sheet around it (its sides ``scale`` times the digit's) and
+    where the digit goes on it."""
+    mask = stroke_mask(digit, height, angle=float(rng.uniform(-5, 5)))
+    size = (int(mask.width * rng.uniform(*scale)), int(mask.height * rng.uniform(*scale)))
+    at = (int(rng.integers(0, size[0] - mask.width)), int(rng.integers(0, size[1] - mask.height)))
+    tint = rng.uniform(*paper_level) - rng.uniform(0, 12, 3)
+    return mask, size, at, paper(size, tint, rng, rng.uniform(2, 6))
+
+
+def photo(sheet: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A sheet as a phone or a scanner gives it: a little blur, JPEG (PNG a quarter of the time)."""
+    image = to_image(sheet).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+    if rng.random() < 0.25:
+        return encode(image, "PNG")
+    return encode(image, "JPEG", quality=int(rng.integers(65, 92)))
+
+
+def ruled_paper(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A digit on ruled notebook paper: pale lines 0.45-0.9 digit heights apart, tilted up to 2
+    degrees, the digit crossing them as it falls; a red margin line two times in three."""
+    height = int(rng.integers(50, 160))
+    mask, size, at, sheet = page_with_digit(digit, rng, height, (1.6, 3.2))
+    angle = float(rng.uniform(-2, 2))
+    ruling = lines_mask(size, rng, height * rng.uniform(0.45, 0.9), angle, int(rng.integers(1, 4)))
+    sheet = ink_on(sheet, ruling, RULINGS[int(rng.integers(len(RULINGS)))], (0, 0))
+    if rng.random() < 2 / 3:  # the margin: left or right of the digit, never through it
+        margin = Image.new("L", size, 0)
+        gap = int(rng.integers(3, 12))
+        x = (int(rng.integers(0, max(1, at[0] - gap))) if at[0] > size[0] - at[0] - mask.width
+             else int(rng.integers(min(size[0] - 1, at[0] + mask.width + gap), size[0])))
+        ImageDraw.Draw(margin).line([(x, 0), (x + np.tan(np.radians(angle)) * size[1], size[1])], fill=255,
+                                    width=int(rng.integers(1, 4)))
+        sheet = ink_on(sheet, margin, (rng.uniform(190, 235), rng.uniform(40, 110), rng.uniform(60, 120)), (0, 0))
+    return photo(ink_on(sheet, mask, PEN_INKS[int(rng.integers(len(PEN_INKS)))], at), rng)
+
+
+def squared_paper(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A digit on squared (graph) paper: a pale grid 0.2-0.5 digit heights a square, tilted up to 2
+    degrees."""
+    height = int(rng.integers(50, 160))
+    mask, size, at, sheet = page_with_digit(digit, rng, height, (1.5, 3.0))
+    angle, spacing, width = float(rng.uniform(-2, 2)), height * rng.uniform(0.2, 0.5), int(rng.integers(1, 3))
+    grid = np.maximum(np.asarray(lines_mask(size, rng, spacing, angle, width)),
+                      np.asarray(lines_mask(size, rng, spacing, angle, width, vertical=True)))
+    sheet = ink_on(sheet, Image.fromarray(grid), RULINGS[int(rng.integers(len(RULINGS)))], (0, 0))
+    return photo(ink_on(sheet, mask, PEN_INKS[int(rng.integers(len(PEN_INKS)))], at), rng)
+
+
+def tight_digit(digit: np.ndarray, rng: np.random.Generator, height: int) -> Image.Image:
+    """A digit's stroke mask (see stroke_mask, tilted up to 5 degrees) cropped to its strokes."""
+    mask = stroke_mask(digit, height, angle=float(rng.uniform(-5, 5)))
+    return mask.crop(mask.point(lambda value: 255 if value > 32 else 0).getbbox())
+
+
+def boxed(digit: np.ndarray, rng: np.random.Generator, columns: int) -> bytes:
+    """A digit in one of ``columns`` printed boxes in a row (a single box, or comb boxes sharing their
+    walls), the box 1.15-1.8 times the digit's size, the digit anywhere inside it touching no wall,
+    some page around the row, the other boxes empty."""
+    mask = tight_digit(digit, rng, int(rng.integers(50, 150)))
+    inner = (int(max(mask.size) * rng.uniform(1.15, 1.8)) + 6, int(mask.height * rng.uniform(1.15, 1.6)) + 6)
+    row = (inner[0] * columns, inner[1])
+    size = (int(row[0] * rng.uniform(1.08, 1.6)), int(row[1] * rng.uniform(1.2, 2.0)))
+    corner = (int(rng.integers(0, size[0] - row[0])), int(rng.integers(0, size[1] - row[1])))
+    frame = Image.new("L", size, 0)
+    draw, wall = ImageDraw.Draw(frame), int(rng.integers(1, 4))
+    comb = columns > 1 and rng.random() < 0.5  # ticks rising from a base line, not closed boxes
+    for column in range(columns):
+        left = corner[0] + column * inner[0]
+        if comb:
+            draw.line([(left, corner[1] + inner[1] * 0.6), (left, corner[1] + inner[1])], fill=255, width=wall)
+        else:
+            draw.rectangle((left, corner[1], left + inner[0], corner[1] + inner[1]), outline=255, width=wall)
+    if comb:
+        draw.line([(corner[0], corner[1] + inner[1]), (corner[0] + row[0], corner[1] + inner[1])], fill=255, width=wall)
+        draw.line([(corner[0] + row[0], corner[1] + inner[1] * 0.6), (corner[0] + row[0], corner[1] + inner[1])],
+                  fill=255, width=wall)
+    sheet = paper(size, rng.uniform(225, 252) - rng.uniform(0, 12, 3), rng, rng.uniform(2, 6))
+    sheet = ink_on(sheet, frame, [(20, 20, 20), (70, 70, 70), (30, 50, 120), (120, 120, 120)][int(rng.integers(4))],
+                   (0, 0))
+    left = corner[0] + int(rng.integers(columns)) * inner[0]
+    at = (left + int(rng.integers(wall + 2, inner[0] - mask.width - 1)),
+          corner[1] + int(rng.integers(wall + 2, inner[1] - mask.height - 1)))
+    return photo(ink_on(sheet, mask, PEN_INKS[int(rng.integers(len(PEN_INKS)))], at), rng)
+
+
+def form_box(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A digit written in a single printed form box (see boxed)."""
+    return boxed(digit, rng, 1)
+
+
+def comb_boxes(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A digit in one of a row of 3-8 comb boxes (see boxed), the others empty."""
+    return boxed(digit, rng, int(rng.integers(3, 9)))
+
+
+def blob(radius: float, rng: np.random.Generator) -> Image.Image:
+    """An irregular ink blot or dust speck about ``radius`` px across, as a mask."""
+    side = int(2 * radius + 4)
+    yy, xx = np.mgrid[:side, :side] - (side - 1) / 2
+    angle = np.arctan2(yy, xx)
+    wobble = 1 + 0.25 * np.sin(3 * angle + rng.uniform(0, 6)) + 0.15 * np.sin(5 * angle + rng.uniform(0, 6))
+    edge = radius * wobble - np.hypot(yy, xx)
+    return Image.fromarray((np.clip(edge + 0.5, 0, 1) * 255).astype(np.uint8))
+
+
+def away_from(box: tuple[int, int, int, int], size: tuple[int, int], extent: tuple[int, int], gap: float,
+              rng: np.random.Generator) -> tuple[int, int] | None:
+    """A place for something of ``extent`` on a sheet of ``size``, at least ``gap`` px from ``box``
+    (left, top, right, bottom); None if none was found in 50 tries."""
+    for _ in range(50):
+        x, y = int(rng.integers(0, size[0] - extent[0])), int(rng.integers(0, size[1] - extent[1]))
+        if (x + extent[0] + gap < box[0] or x > box[2] + gap or y + extent[1] + gap < box[1] or y > box[3] + gap):
+            return x, y
+    return None
+
+
+def specks(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A scan with dirt on the glass: 5-40 dust specks anywhere away from the strokes and 1-3 small
+    ink blots away from the digit."""
+    height = int(rng.integers(60, 180))
+    mask = tight_digit(digit, rng, height)
+    size = (int(mask.width * rng.uniform(1.8, 3.5)) + height // 2, int(mask.height * rng.uniform(1.5, 2.8)))
+    at = (int(rng.integers(0, size[0] - mask.width)), int(rng.integers(0, size[1] - mask.height)))
+    sheet = paper(size, rng.uniform(215, 250) - rng.uniform(0, 10, 3), rng, rng.uniform(2, 6))
+    ink = PEN_INKS[int(rng.integers(len(PEN_INKS)))]
+    sheet = ink_on(sheet, mask, ink, at)
+    digit_box = (at[0], at[1], at[0] + mask.width, at[1] + mask.height)
+    dirt = [(blob(rng.uniform(0.6, 2.0) * height / 100, rng), (rng.uniform(10, 90),) * 3, 0.0)
+            for _ in range(int(rng.integers(5, 41)))]
+    dirt += [(blob(rng.uniform(3, 7) * height / 100, rng), ink, height * 0.15) for _ in range(int(rng.integers(1, 4)))]
+    for spot, colour, gap in dirt:
+        place = away_from(digit_box, size, spot.size, gap, rng)
+        if place is not None:
+            sheet = ink_on(sheet, spot, colour, place)
+    return photo(sheet, rng)
+
+
+def stray_mark(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A digit with a stray pen mark beside it: a short stroke or tick 0.15-0.4 digit heights long,
+    in the same ink, 0.15-0.5 digit heights from the digit."""
+    height = int(rng.integers(60, 180))
+    mask = tight_digit(digit, rng, height)
+    size = (int(mask.width * rng.uniform(2.0, 3.5)) + height // 2, int(mask.height * rng.uniform(1.6, 2.6)))
+    at = (int(rng.integers(0, size[0] - mask.width)), int(rng.integers(0, size[1] - mask.height)))
+    sheet = paper(size, rng.uniform(215, 250) - rng.uniform(0, 10, 3), rng, rng.uniform(2, 6))
+    ink = PEN_INKS[int(rng.integers(len(PEN_INKS)))]
+    sheet = ink_on(sheet, mask, ink, at)
+    length = height * rng.uniform(0.15, 0.4)
+    side = int(length) + 8
+    mark = Image.new("L", (side, side), 0)
+    angle = rng.uniform(0, np.pi)
+    ends = [(side / 2 - np.cos(angle) * length / 2, side / 2 - np.sin(angle) * length / 2),
+            (side / 2 + np.cos(angle) * length / 2, side / 2 + np.sin(angle) * length / 2)]
+    ImageDraw.Draw(mark).line(ends, fill=255, width=max(2, int(height * rng.uniform(0.04, 0.08))))
+    place = away_from((at[0], at[1], at[0] + mask.width, at[1] + mask.height), size, mark.size,
+                      height * rng.uniform(0.15, 0.5), rng)
+    if place is not None:
+        sheet = ink_on(sheet, mark, ink, place)
+    return photo(sheet, rng)
+
+
+def shadow(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A phone photo with a shadow across the page: one side of a soft-edged line through the sheet
+    (through the digit as often as not) 25-50% darker."""
+    height = int(rng.integers(60, 200))
+    mask, size, at, sheet = page_with_digit(digit, rng, height, (1.5, 2.8))
+    sheet = ink_on(sheet, mask, PEN_INKS[int(rng.integers(len(PEN_INKS)))], at)
+    direction = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[: size[1], : size[0]].astype(np.float32)
+    through = (rng.uniform(0.2, 0.8) * size[0], rng.uniform(0.2, 0.8) * size[1])
+    distance = np.cos(direction) * (xx - through[0]) + np.sin(direction) * (yy - through[1])
+    softness = max(size) * rng.uniform(0.02, 0.15)
+    shade = 1 - rng.uniform(0.25, 0.5) / (1 + np.exp(-distance / softness))
+    return photo(sheet * shade[..., None], rng)
+
 def system_fonts() -> list[Path]:
     """TrueType/OpenType fonts on this machine whose digits are ordinary printed digits."""
     fonts = {
@@ -153,6 +355,13 @@ STYLES: dict[str, Callable[[np.ndarray, np.random.Generator], bytes]] = {
     "canvas-png": canvas_png,
     "small-on-page": small_on_page,
     "colour-photo-jpeg": colour_photo_jpeg,
+    "ruled-paper": ruled_paper,
+    "squared-paper": squared_paper,
+    "form-box": form_box,
+    "comb-boxes": comb_boxes,
+    "specks": specks,
+    "stray-mark": stray_mark,
+    "shadow": shadow,
 }
 PRINTED = "printed-font"
 

@@ -1,0 +1,330 @@
+"""Finding the digit among clutter: paper rulings, form boxes, specks, blots and stray marks.
+
+normalise.py makes each upload's ink (the digit bright on black, background and noise taken off)
+and hands it here before it looks for the digit's bounding box. :func:`clear` takes off what is
+not the digit, in place, so the box is the digit's and the crop holds nothing else:
+
+1. **Paper lines** (images of at least LINE_MIN_SIDE px a side): straight lines that cross the whole
+   image, nearly horizontal or vertical (ruled and squared paper, a margin line), found as peaks of
+   a Hough transform restricted to tilts up to MAX_TILT on a grid of at most ANALYSIS_SIDE cells a
+   side. They are taken off only where at least two parallel ones cross the image (a single straight
+   stroke from edge to edge can be the digit's own), and where the digit's strokes cross a line the
+   crossing stays.
+2. **Components**: the ink's 8-connected components on that grid. Frames (a component whose four
+   sides are straight and full: a form box, a row of comb boxes) go; of the rest the digit is the
+   heaviest component, preferring one that does not touch the image's border, with the components
+   near it (a digit's strokes need not touch); specks, blots, stray marks and marks at the border
+   go. A second component nearly as heavy and as large as the digit, away from it, is a second
+   digit: the image has no single digit (NoDigitFound), as it has none when only lines and frames
+   were there.
+
+What goes is set to 0 in the ink, and what stays is stretched again to full contrast (a black box
+around a pencil digit set the contrast before). An image with one component and no lines (every
+MNIST digit among them) comes out exactly as it went in, so training, which normalises MNIST
+through the same code, sees its images unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mnist_service.errors import NoDigitFound
+
+LINE_MIN_SIDE = 64  # smaller images (MNIST's 28x28 among them) are not searched for paper lines
+ANALYSIS_SIDE = 256  # lines and components are found on a grid of at most this many cells a side
+LINE_LEVEL = round(255 * 0.12)  # ink above this counts towards a line: rulings are pale
+MAX_TILT = 3.0  # degrees: the most a photographed page's lines lean
+TILT_STEP = 0.25  # degrees: a line of 256 cells stays within one cell of its bin
+LINE_COVER = 0.6  # a paper line's ink covers at least this share of the image across ...
+LINE_REACH = 0.04  # ... and reaches this close (share of the side) to both of its ends
+FRAME_SIDE_COVER = 0.85  # each side of a frame is this full of its own ink, ...
+FRAME_INSIDE = 0.25  # ... and at most this share of what its sides enclose (a comb's inner walls)
+NEAR = 0.3  # a component this close to the digit (share of the digit's longer side) is part of it
+SECOND_DIGIT_MASS = 0.4  # a component with this share of the digit's ink ...
+SECOND_DIGIT_SIZE = 0.6  # ... and this share of its longer side is as large as a digit: ...
+APART = 0.6  # ... part of the digit up to this far from it (share of its longer side), a second digit beyond
+PREFER_INSIDE = 0.25  # a digit is preferred to heavier marks (at the border, rulers), down to this share
+RULER_LENGTH = 0.5  # a ruler (an underline, a comb's base and ticks, a table rule) is at least this share of
+RULER_BREADTH = 0.25  # the image long, and at most this share of its length broad
+
+SEVERAL = ("no single digit found: the image holds several marks the size of a digit (several digits?); "
+           "send one digit an image")
+ONLY_LINES = "no digit found: the image holds only lines or boxes"
+
+
+def clear(ink: np.ndarray, smooth: np.ndarray, threshold: int, which: np.ndarray) -> list[str | None]:
+    """Take the clutter off each image of a stack marked in ``which``, in place: ``ink`` (N, H, W),
+    the digit bright on black, and ``smooth``, its median-filtered copy whose pixels above
+    ``threshold`` make the digit's mask. Return, for each image, None, or why it has no single
+    digit (a NoDigitFound message)."""
+    problems: list[str | None] = [None] * len(ink)
+    height, width = ink.shape[1:]
+    for n in np.flatnonzero(which & needs_search(ink > LINE_LEVEL, min(height, width))).tolist():
+        problems[n] = clear_one(ink[n], smooth[n], threshold)
+    return problems
+
+
+def needs_search(masks: np.ndarray, side: int) -> np.ndarray:
+    """Which masks of a stack (N, H, W) may hold clutter: all of them on images large enough for
+    paper lines, else those whose ink leaves an empty row or column inside its bounding box (one
+    connected digit leaves none). The others are left as they are, at no cost."""
+    if side >= LINE_MIN_SIDE:
+        return np.ones(len(masks), bool)
+    rows, cols = masks.any(axis=2), masks.any(axis=1)
+    return has_gap(rows) | has_gap(cols)
+
+
+def has_gap(profile: np.ndarray) -> np.ndarray:
+    """Whether each row of a (N, K) bool profile has a False between its first and last True."""
+    filled = np.cumsum(profile, axis=1)
+    inside = (filled > 0) & (filled < filled[:, -1:])
+    return (inside & ~profile).any(axis=1)
+
+
+def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None:
+    """Take the clutter off one image (see the module's docstring), in place."""
+    cell = max(1, math.ceil(max(ink.shape) / ANALYSIS_SIDE))
+    lines = paper_lines(ink, cell)
+    if lines is not None:
+        ink[lines] = 0
+        smooth[lines] = 0
+    if not (smooth > threshold).any() and not (ink > threshold).any():
+        return ONLY_LINES if lines is not None else None
+    # Components of all the ink above the line level, unfiltered: the median filter breaks thin strokes.
+    labels, count = components(pooled(ink > LINE_LEVEL, cell, np.max))
+    if count <= 1 and lines is None:
+        return None
+    mass = np.bincount(labels.ravel(), pooled(ink, cell, np.sum).ravel().astype(np.float64), count + 1)[1:]
+    keep, problem = choose(labels, count, mass)
+    if problem:
+        return problem
+    if keep.all() and lines is None:
+        return None
+    drop = ~np.concatenate([[True], keep])[labels]  # cells of the components that go
+    gone = np.repeat(np.repeat(drop, cell, axis=0), cell, axis=1)[: ink.shape[0], : ink.shape[1]]
+    ink[gone] = 0
+    smooth[gone] = 0
+    peak = int(smooth.max())
+    if 0 < peak < 255:  # what set the contrast went: stretch what stays
+        scale = 255.0 / peak
+        ink[:] = np.clip(ink * scale, 0, 255).round().astype(np.uint8)
+        smooth[:] = np.clip(smooth * scale, 0, 255).round().astype(np.uint8)
+    return None
+
+
+def pooled(image: np.ndarray, cell: int, reduce) -> np.ndarray:
+    """``image`` reduced over cells of ``cell`` x ``cell`` px (the last ones padded with 0)."""
+    if cell == 1:
+        return image
+    height, width = image.shape
+    rows, cols = -(-height // cell), -(-width // cell)
+    padded = np.zeros((rows * cell, cols * cell), image.dtype)
+    padded[:height, :width] = image
+    return reduce(padded.reshape(rows, cell, cols, cell), axis=(1, 3))
+
+
+def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The 8-connected components of a 2-D bool mask: labels 1..count (0 where the mask is False),
+    and count. Each pixel takes the least label in its 3x3 neighbourhood, then the label of the pixel
+    its label names (pointer jumping), until nothing changes."""
+    height, width = mask.shape
+    padded = np.zeros((height + 2, width + 2), bool)
+    padded[1:-1, 1:-1] = mask
+    none = padded.size
+    labels = np.where(padded, np.arange(none).reshape(padded.shape), none)
+    while True:
+        rows = labels.copy()
+        np.minimum(rows[:, 1:], labels[:, :-1], out=rows[:, 1:])
+        np.minimum(rows[:, :-1], labels[:, 1:], out=rows[:, :-1])
+        least = rows.copy()
+        np.minimum(least[1:], rows[:-1], out=least[1:])
+        np.minimum(least[:-1], rows[1:], out=least[:-1])
+        least[~padded] = none
+        flat = np.append(least.ravel(), none)
+        least = flat[flat[least]]
+        if np.array_equal(least, labels):
+            break
+        labels = least
+    roots, labels = np.unique(labels[1:-1, 1:-1], return_inverse=True)
+    labels = labels.reshape(height, width)
+    if roots[-1] != none:  # every pixel is ink
+        return labels + 1, len(roots)
+    labels = np.where(labels == len(roots) - 1, 0, labels + 1)
+    return labels, len(roots) - 1
+
+
+def boxes_of(labels: np.ndarray, count: int) -> np.ndarray:
+    """Each component's bounding box on the grid, (count, 4): top, left, bottom, right (inclusive)."""
+    rows, cols = np.nonzero(labels)
+    which = labels[rows, cols] - 1
+    boxes = np.empty((count, 4), np.int64)
+    boxes[:, :2] = np.iinfo(np.int64).max
+    boxes[:, 2:] = -1
+    np.minimum.at(boxes[:, 0], which, rows)
+    np.minimum.at(boxes[:, 1], which, cols)
+    np.maximum.at(boxes[:, 2], which, rows)
+    np.maximum.at(boxes[:, 3], which, cols)
+    return boxes
+
+
+def is_frame(labels: np.ndarray, number: int, box: np.ndarray) -> bool:
+    """Whether component ``number`` is a frame: each of the four sides of its box is at least
+    FRAME_SIDE_COVER full of its own cells, within a band of 5% of the box's side (at least one
+    cell), and what they enclose at most FRAME_INSIDE (it is hollow; at least 5 cells a side)."""
+    top, left, bottom, right = box.tolist()
+    if bottom - top < 4 or right - left < 4:
+        return False
+    own = labels[top : bottom + 1, left : right + 1] == number
+    band_rows = max(1, round(0.05 * own.shape[0]))
+    band_cols = max(1, round(0.05 * own.shape[1]))
+    sides = (own[:band_rows].any(axis=0), own[-band_rows:].any(axis=0),
+             own[:, :band_cols].any(axis=1), own[:, -band_cols:].any(axis=1))
+    inside = own[band_rows + 1 : -band_rows - 1, band_cols + 1 : -band_cols - 1]
+    return all(side.mean() >= FRAME_SIDE_COVER for side in sides) and inside.mean() <= FRAME_INSIDE
+
+
+def choose(labels: np.ndarray, count: int, mass: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Which components make the digit (a bool per component), or why there is no single digit."""
+    boxes = boxes_of(labels, count)
+    frames = np.array([count > 1 and is_frame(labels, n + 1, boxes[n]) for n in range(count)], bool)
+    height, width = labels.shape
+    at_border = (boxes[:, 0] == 0) | (boxes[:, 1] == 0) | (boxes[:, 2] == height - 1) | (boxes[:, 3] == width - 1)
+    tall, wide = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
+    rulers = (((wide >= RULER_LENGTH * width) & (tall <= RULER_BREADTH * wide))
+              | ((tall >= RULER_LENGTH * height) & (wide <= RULER_BREADTH * tall))) & (np.maximum(tall, wide) >= 8)
+    candidates = ~frames
+    if not candidates.any():
+        return candidates, ONLY_LINES
+    # Marks at the border and rulers are the digit only when nothing else can be, and join no digit
+    # that is neither.
+    marked = at_border | rulers
+    heaviest = mass[candidates].max()
+    preferred = candidates & ~marked & (mass >= PREFER_INSIDE * heaviest)
+    pool = preferred if preferred.any() else candidates
+    main = int(np.flatnonzero(pool)[np.argmax(mass[pool])])
+    candidates &= ~marked | marked[main]
+    keep = np.zeros(count, bool)
+    keep[main] = True
+    sides = np.maximum(tall, wide)
+    while True:  # parts as large as a digit's, up to APART from what is kept, are the digit's
+        box, side = box_of(boxes[keep])
+        large = candidates & ~keep & (mass >= SECOND_DIGIT_MASS * mass[keep].sum()) & (sides >= SECOND_DIGIT_SIZE * side)
+        joining = large & (gaps(boxes, box) <= APART * side)
+        if not joining.any():
+            break
+        keep |= joining
+    if large.any():  # a part as large as the digit, apart from it: a second digit
+        return keep, SEVERAL
+    # Smaller parts (a detached stroke, a dot) up to NEAR from the digit, in one pass: specks do not
+    # chain the digit to more specks.
+    keep |= candidates & (gaps(boxes, box) <= NEAR * side)
+    return keep, None
+
+
+def box_of(boxes: np.ndarray) -> tuple[np.ndarray, int]:
+    """The box around ``boxes`` (K, 4) and its longer side."""
+    box = np.array([boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()])
+    return box, int(max(box[2] - box[0], box[3] - box[1]) + 1)
+
+
+def gaps(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """How far each of ``boxes`` (K, 4) lies from ``box``, in cells (the larger of the vertical and
+    horizontal gaps; 0 or less where they overlap)."""
+    return np.maximum(np.maximum(box[0] - boxes[:, 2], boxes[:, 0] - box[2]),
+                      np.maximum(box[1] - boxes[:, 3], boxes[:, 1] - box[3]))
+
+
+def paper_lines(ink: np.ndarray, cell: int) -> np.ndarray | None:
+    """The pixels of the paper lines in an image's ink (see the module's docstring), or None if it
+    has none: a bool mask of the ink's shape."""
+    height, width = ink.shape
+    if min(height, width) < LINE_MIN_SIDE:
+        return None
+    grid = pooled(ink > LINE_LEVEL, cell, np.max)
+    rows, cols = np.nonzero(grid)
+    if not len(rows):
+        return None
+    found = {}
+    for horizontal in (True, False):
+        along, across, length = (cols, rows, grid.shape[1]) if horizontal else (rows, cols, grid.shape[0])
+        lines = hough_lines(along, across, length, grid.shape[0] if horizontal else grid.shape[1])
+        if lines is not None:
+            found[horizontal] = lines
+    counts = {horizontal: runs(bins) for horizontal, (_, bins) in found.items()}
+    if not any(number >= 2 for number in counts.values()):
+        return None
+    line_cells = np.zeros(grid.shape, bool)
+    for horizontal, (tilt, bins) in found.items():
+        line_cells |= on_lines(grid, horizontal, tilt, bins)
+    other = grid & ~line_cells
+    # Where the digit's strokes cross a line, the crossing stays: a line cell with other ink on
+    # both sides of the line, within two cells.
+    crossing = np.zeros(grid.shape, bool)
+    for horizontal in found:
+        axis = 0 if horizontal else 1
+        before = shifted_any(other, axis, 2, 1)
+        after = shifted_any(other, axis, 2, -1)
+        crossing |= before & after
+    line_cells &= ~crossing
+    if not line_cells.any():
+        return None
+    full = np.repeat(np.repeat(line_cells, cell, axis=0), cell, axis=1)[:height, :width]
+    return full
+
+
+def shifted_any(mask: np.ndarray, axis: int, reach: int, direction: int) -> np.ndarray:
+    """Whether any of the ``reach`` cells before (direction 1) or after (-1) each cell along ``axis``
+    is set in ``mask``."""
+    out = np.zeros_like(mask)
+    size = mask.shape[axis]
+    for step in range(1, reach + 1):
+        if step >= size:
+            break
+        source = [slice(None)] * 2
+        target = [slice(None)] * 2
+        if direction > 0:
+            source[axis], target[axis] = slice(0, size - step), slice(step, size)
+        else:
+            source[axis], target[axis] = slice(step, size), slice(0, size - step)
+        out[tuple(target)] |= mask[tuple(source)]
+    return out
+
+
+TILTS = np.tan(np.radians(np.arange(-MAX_TILT, MAX_TILT + TILT_STEP / 2, TILT_STEP)))
+
+
+def hough_lines(along: np.ndarray, across: np.ndarray, length: int, breadth: int):
+    """The lines through the ink cells (coordinates ``along`` and ``across`` a direction) that run
+    across the whole grid (``length`` cells): the tilt that puts the most cells on such lines and
+    the line bins (offsets ``across``, rounded) at that tilt; None if there is none."""
+    margin = int(np.ceil(np.abs(TILTS).max() * length)) + 1
+    span = breadth + 2 * margin
+    offsets = np.rint(across[None, :] - along[None, :] * TILTS[:, None]).astype(np.int64) + margin
+    bins = offsets + (np.arange(len(TILTS)) * span)[:, None]
+    counts = np.bincount(bins.ravel(), minlength=len(TILTS) * span).reshape(len(TILTS), span)
+    reach = max(1, round(LINE_REACH * length))
+    starts = np.bincount(bins[:, along < reach].ravel(), minlength=len(TILTS) * span).reshape(counts.shape)
+    ends = np.bincount(bins[:, along >= length - reach].ravel(), minlength=len(TILTS) * span).reshape(counts.shape)
+    lines = (counts >= LINE_COVER * length) & (starts > 0) & (ends > 0)
+    if not lines.any():
+        return None
+    tilt = int(np.argmax(np.where(lines, counts, 0).sum(axis=1)))
+    return tilt, np.flatnonzero(lines[tilt]) - margin
+
+
+def runs(bins: np.ndarray) -> int:
+    """How many separate lines a sorted array of line bins makes (adjacent bins are one line)."""
+    return int(len(bins) and 1 + np.count_nonzero(np.diff(bins) > 1))
+
+
+def on_lines(grid: np.ndarray, horizontal: bool, tilt: int, bins: np.ndarray) -> np.ndarray:
+    """The ink cells of ``grid`` that lie in the line bins ``bins`` at tilt number ``tilt``."""
+    rows, cols = np.nonzero(grid)
+    along, across = (cols, rows) if horizontal else (rows, cols)
+    offsets = np.rint(across - along * TILTS[tilt]).astype(np.int64)
+    chosen = np.isin(offsets, bins)
+    cells = np.zeros(grid.shape, bool)
+    cells[rows[chosen], cols[chosen]] = True
+    return cells
