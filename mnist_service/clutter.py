@@ -39,15 +39,15 @@ MAX_TILT = 3.0  # degrees: the most a photographed page's lines lean
 TILT_STEP = 0.25  # degrees: a line of 256 cells stays within one cell of its bin
 LINE_COVER = 0.6  # a paper line's ink covers at least this share of the image across ...
 LINE_REACH = 0.04  # ... and reaches this close (share of the side) to both of its ends
-FRAME_SIDE_COVER = 0.85  # each side of a frame is this full of its own ink, ...
-FRAME_INSIDE = 0.25  # ... and at most this share of what its sides enclose (a comb's inner walls)
+FRAME_SIDE_COVER = 0.85  # each side of a frame is this full of its own ink
 NEAR = 0.3  # a component this close to the digit (share of the digit's longer side) is part of it
 SECOND_DIGIT_MASS = 0.4  # a component with this share of the digit's ink ...
 SECOND_DIGIT_SIZE = 0.6  # ... and this share of its longer side is as large as a digit: ...
 APART = 0.6  # ... part of the digit up to this far from it (share of its longer side), a second digit beyond
-PREFER_INSIDE = 0.25  # a digit is preferred to heavier marks (at the border, rulers), down to this share
-RULER_LENGTH = 0.5  # a ruler (an underline, a comb's base and ticks, a table rule) is at least this share of
-RULER_BREADTH = 0.25  # the image long, and at most this share of its length broad
+PREFER_INSIDE = 0.25  # a digit is preferred to heavier marks (at the border, rulers) down to this share of their
+                      # ink or of their longer side
+RULER_LENGTH = 0.6  # a ruler (an underline, a comb's base and ticks, a table rule) is at least this share of
+RULER_BREADTH = 0.12  # the image long, and at most this share of its length broad
 
 SEVERAL = ("no single digit found: the image holds several marks the size of a digit (several digits?); "
            "send one digit an image")
@@ -85,7 +85,7 @@ def has_gap(profile: np.ndarray) -> np.ndarray:
 
 def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None:
     """Take the clutter off one image (see the module's docstring), in place."""
-    cell = max(1, math.ceil(max(ink.shape) / ANALYSIS_SIDE))
+    cell = max(1, math.ceil(math.sqrt(ink.size) / ANALYSIS_SIDE))
     lines = paper_lines(ink, cell)
     if lines is not None:
         ink[lines] = 0
@@ -93,17 +93,27 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     if not (smooth > threshold).any() and not (ink > threshold).any():
         return ONLY_LINES if lines is not None else None
     # Components of all the ink above the line level, unfiltered: the median filter breaks thin strokes.
-    labels, count = components(pooled(ink > LINE_LEVEL, cell, np.max))
-    if count <= 1 and lines is None:
+    grid = pooled(ink > LINE_LEVEL, cell, np.max)
+    labels, count = components(grid)
+    sides = frame_sides(labels, count)
+    if count <= 1 and lines is None and not sides.any():
         return None
+    if sides.any():  # frames open: their sides go, what they held (a digit touching them) stays
+        grid &= ~sides
+        labels, count = components(grid)
     mass = np.bincount(labels.ravel(), pooled(ink, cell, np.sum).ravel().astype(np.float64), count + 1)[1:]
-    keep, problem = choose(labels, count, mass)
+    keep, problem = choose(labels, count, mass, edge_cells(ink > LINE_LEVEL, cell, labels.shape),
+                           rulers=min(ink.shape) >= LINE_MIN_SIDE)
     if problem:
         return problem
-    if keep.all() and lines is None:
+    if keep.all() and lines is None and not sides.any():
         return None
-    drop = ~np.concatenate([[True], keep])[labels]  # cells of the components that go
-    gone = np.repeat(np.repeat(drop, cell, axis=0), cell, axis=1)[: ink.shape[0], : ink.shape[1]]
+    # What stays: the digit's cells and their neighbours (the faint edges of its strokes); the rest
+    # goes, the faint edges of what was dropped with it.
+    digit = np.concatenate([[False], keep])[labels]
+    stays = digit | shifted_any(digit, 0, 1, 1) | shifted_any(digit, 0, 1, -1)
+    stays |= shifted_any(stays, 1, 1, 1) | shifted_any(stays, 1, 1, -1)
+    gone = np.repeat(np.repeat(~stays, cell, axis=0), cell, axis=1)[: ink.shape[0], : ink.shape[1]]
     ink[gone] = 0
     smooth[gone] = 0
     peak = int(smooth.max())
@@ -169,45 +179,60 @@ def boxes_of(labels: np.ndarray, count: int) -> np.ndarray:
     return boxes
 
 
-def is_frame(labels: np.ndarray, number: int, box: np.ndarray) -> bool:
-    """Whether component ``number`` is a frame: each of the four sides of its box is at least
-    FRAME_SIDE_COVER full of its own cells, within a band of 5% of the box's side (at least one
-    cell), and what they enclose at most FRAME_INSIDE (it is hollow; at least 5 cells a side)."""
-    top, left, bottom, right = box.tolist()
-    if bottom - top < 4 or right - left < 4:
-        return False
-    own = labels[top : bottom + 1, left : right + 1] == number
-    band_rows = max(1, round(0.05 * own.shape[0]))
-    band_cols = max(1, round(0.05 * own.shape[1]))
-    sides = (own[:band_rows].any(axis=0), own[-band_rows:].any(axis=0),
-             own[:, :band_cols].any(axis=1), own[:, -band_cols:].any(axis=1))
-    inside = own[band_rows + 1 : -band_rows - 1, band_cols + 1 : -band_cols - 1]
-    return all(side.mean() >= FRAME_SIDE_COVER for side in sides) and inside.mean() <= FRAME_INSIDE
+def frame_sides(labels: np.ndarray, count: int) -> np.ndarray:
+    """The cells of the frames' sides (a bool grid): a frame is a component at least 5 cells a side
+    each of whose box's four sides is at least FRAME_SIDE_COVER full of its own cells, within a band
+    of 5% of the box's side (at least one cell); a form box, a row of comb boxes, a table's cell."""
+    sides = np.zeros(labels.shape, bool)
+    if count == 0:
+        return sides
+    for number, (top, left, bottom, right) in enumerate(boxes_of(labels, count).tolist(), start=1):
+        if bottom - top < 4 or right - left < 4:
+            continue
+        own = labels[top : bottom + 1, left : right + 1] == number
+        rows, cols = max(1, round(0.05 * own.shape[0])), max(1, round(0.05 * own.shape[1]))
+        bands = (own[:rows].any(axis=0), own[-rows:].any(axis=0), own[:, :cols].any(axis=1), own[:, -cols:].any(axis=1))
+        if all(band.mean() >= FRAME_SIDE_COVER for band in bands):
+            frame = np.zeros(own.shape, bool)
+            frame[:rows], frame[-rows:], frame[:, :cols], frame[:, -cols:] = True, True, True, True
+            # Its walls inside too (comb boxes, a table's cells): full rows or columns of its own cells.
+            frame[own.mean(axis=1) >= FRAME_SIDE_COVER] = True
+            frame[:, own.mean(axis=0) >= FRAME_SIDE_COVER] = True
+            sides[top : bottom + 1, left : right + 1] |= own & frame
+    return sides
 
 
-def choose(labels: np.ndarray, count: int, mass: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """Which components make the digit (a bool per component), or why there is no single digit."""
+def edge_cells(mask: np.ndarray, cell: int, shape: tuple[int, int]) -> np.ndarray:
+    """The grid cells (of ``shape``) that hold ink on the image's outermost rows and columns."""
+    edges = np.zeros(mask.shape, bool)
+    edges[[0, -1]], edges[:, [0, -1]] = mask[[0, -1]], mask[:, [0, -1]]
+    return pooled(edges, cell, np.max)[: shape[0], : shape[1]]
+
+
+def choose(labels: np.ndarray, count: int, mass: np.ndarray, edges: np.ndarray,
+           rulers: bool) -> tuple[np.ndarray, str | None]:
+    """Which components make the digit (a bool per component), or why there is no single digit;
+    ``edges`` marks the cells with ink at the image's border, and ``rulers`` says whether long thin
+    components may be rulers (not in images too small for paper lines)."""
+    if count == 0:
+        return np.zeros(0, bool), ONLY_LINES
     boxes = boxes_of(labels, count)
-    frames = np.array([count > 1 and is_frame(labels, n + 1, boxes[n]) for n in range(count)], bool)
     height, width = labels.shape
-    at_border = (boxes[:, 0] == 0) | (boxes[:, 1] == 0) | (boxes[:, 2] == height - 1) | (boxes[:, 3] == width - 1)
+    at_border = np.bincount(labels[edges], minlength=count + 1)[1:] > 0
     tall, wide = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
-    rulers = (((wide >= RULER_LENGTH * width) & (tall <= RULER_BREADTH * wide))
-              | ((tall >= RULER_LENGTH * height) & (wide <= RULER_BREADTH * tall))) & (np.maximum(tall, wide) >= 8)
-    candidates = ~frames
-    if not candidates.any():
-        return candidates, ONLY_LINES
+    ruling = rulers & (((wide >= RULER_LENGTH * width) & (tall <= RULER_BREADTH * wide))
+                       | ((tall >= RULER_LENGTH * height) & (wide <= RULER_BREADTH * tall)))
     # Marks at the border and rulers are the digit only when nothing else can be, and join no digit
     # that is neither.
-    marked = at_border | rulers
-    heaviest = mass[candidates].max()
-    preferred = candidates & ~marked & (mass >= PREFER_INSIDE * heaviest)
-    pool = preferred if preferred.any() else candidates
+    marked = at_border | ruling
+    sides = np.maximum(tall, wide)
+    heaviest = np.argmax(mass)
+    preferred = ~marked & ((mass >= PREFER_INSIDE * mass[heaviest]) | (sides >= PREFER_INSIDE * sides[heaviest]))
+    pool = preferred if preferred.any() else np.ones(count, bool)
     main = int(np.flatnonzero(pool)[np.argmax(mass[pool])])
-    candidates &= ~marked | marked[main]
+    candidates = ~marked | marked[main]
     keep = np.zeros(count, bool)
     keep[main] = True
-    sides = np.maximum(tall, wide)
     while True:  # parts as large as a digit's, up to APART from what is kept, are the digit's
         box, side = box_of(boxes[keep])
         large = candidates & ~keep & (mass >= SECOND_DIGIT_MASS * mass[keep].sum()) & (sides >= SECOND_DIGIT_SIZE * side)
