@@ -30,15 +30,15 @@ import math
 
 import numpy as np
 
-from mnist_service.errors import NoDigitFound
-
 LINE_MIN_SIDE = 64  # smaller images (MNIST's 28x28 among them) are not searched for paper lines
 ANALYSIS_SIDE = 256  # lines and components are found on a grid of at most this many cells a side
 LINE_LEVEL = round(255 * 0.12)  # ink above this counts towards a line: rulings are pale
 MAX_TILT = 3.0  # degrees: the most a photographed page's lines lean
 TILT_STEP = 0.25  # degrees: a line of 256 cells stays within one cell of its bin
 LINE_COVER = 0.6  # a paper line's ink covers at least this share of the image across ...
-LINE_REACH = 0.04  # ... and reaches this close (share of the side) to both of its ends
+LINE_REACH = 0.04  # ... and reaches this close (share of the side) to both of its ends, ...
+LINE_BREADTH = 0.05  # ... and is at most this share of the image's side broad (at least 2 cells)
+RULE_RATIO = 2.0  # a single long line (an underline, a comb's base) goes if this many times longer than the digit
 FRAME_SIDE_COVER = 0.85  # each side of a frame is this full of its own ink
 NEAR = 0.3  # a component this close to the digit (share of the digit's longer side) is part of it
 SECOND_DIGIT_MASS = 0.4  # a component with this share of the digit's ink ...
@@ -86,42 +86,62 @@ def has_gap(profile: np.ndarray) -> np.ndarray:
 def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None:
     """Take the clutter off one image (see the module's docstring), in place."""
     cell = max(1, math.ceil(math.sqrt(ink.size) / ANALYSIS_SIDE))
-    lines = paper_lines(ink, cell)
-    if lines is not None:
-        ink[lines] = 0
-        smooth[lines] = 0
-    if not (smooth > threshold).any() and not (ink > threshold).any():
-        return ONLY_LINES if lines is not None else None
-    # Components of all the ink above the line level, unfiltered: the median filter breaks thin strokes.
+    # Lines and components are found in all the ink above the line level, unfiltered: rulings are
+    # pale, and the median filter breaks thin strokes.
     grid = pooled(ink > LINE_LEVEL, cell, np.max)
-    labels, count = components(grid)
+    removed = np.zeros(grid.shape, bool)  # cells of lines and frames
+    lines = straight_lines(grid) if min(ink.shape) >= LINE_MIN_SIDE else {}
+    paper = {horizontal: (tilt, bins[reaching]) for horizontal, (tilt, bins, reaching, _) in lines.items()}
+    if any(runs(bins) >= 2 for _, bins in paper.values()):
+        removed |= line_cells(grid, paper)
+    labels, count = components(grid & ~removed)
     sides = frame_sides(labels, count)
-    if count <= 1 and lines is None and not sides.any():
-        return None
     if sides.any():  # frames open: their sides go, what they held (a digit touching them) stays
-        grid &= ~sides
-        labels, count = components(grid)
+        removed |= sides
+        labels, count = components(grid & ~removed)
+    rules = {horizontal: (tilt, bins) for horizontal, (tilt, bins, _, _) in lines.items()}
+    if rules and count:  # a single long line goes where it is far longer than what is left
+        rule = line_cells(grid & ~removed, rules)
+        rest, left = components(grid & ~removed & ~rule)
+        longest = max(counted for *_, counted in lines.values())
+        if left and longest >= RULE_RATIO * longest_side(rest, left, pooled(ink, cell, np.sum)):
+            removed |= rule
+            labels, count = rest, left
+    if count <= 1 and not removed.any():
+        return None
+    if count == 0:
+        return ONLY_LINES
     mass = np.bincount(labels.ravel(), pooled(ink, cell, np.sum).ravel().astype(np.float64), count + 1)[1:]
     keep, problem = choose(labels, count, mass, edge_cells(ink > LINE_LEVEL, cell, labels.shape),
                            rulers=min(ink.shape) >= LINE_MIN_SIDE)
     if problem:
         return problem
-    if keep.all() and lines is None and not sides.any():
+    if keep.all() and not removed.any():
         return None
-    # What stays: the digit's cells and their neighbours (the faint edges of its strokes); the rest
-    # goes, the faint edges of what was dropped with it.
+    # What stays: the digit's cells and their neighbours (the faint edges of its strokes) but for
+    # lines and frames; the rest goes, the faint edges of what was dropped with it.
     digit = np.concatenate([[False], keep])[labels]
-    stays = digit | shifted_any(digit, 0, 1, 1) | shifted_any(digit, 0, 1, -1)
-    stays |= shifted_any(stays, 1, 1, 1) | shifted_any(stays, 1, 1, -1)
+    around = digit | shifted_any(digit, 0, 1, 1) | shifted_any(digit, 0, 1, -1)
+    around |= shifted_any(around, 1, 1, 1) | shifted_any(around, 1, 1, -1)
+    stays = digit | (around & ~removed)
     gone = np.repeat(np.repeat(~stays, cell, axis=0), cell, axis=1)[: ink.shape[0], : ink.shape[1]]
     ink[gone] = 0
     smooth[gone] = 0
     peak = int(smooth.max())
+    if peak <= threshold and ink.max() <= threshold:
+        return ONLY_LINES if removed.any() else None
     if 0 < peak < 255:  # what set the contrast went: stretch what stays
         scale = 255.0 / peak
         ink[:] = np.clip(ink * scale, 0, 255).round().astype(np.uint8)
         smooth[:] = np.clip(smooth * scale, 0, 255).round().astype(np.uint8)
     return None
+
+
+def longest_side(labels: np.ndarray, count: int, mass: np.ndarray) -> int:
+    """The longer side, in cells, of the heaviest component (by the ink ``mass`` of each cell)."""
+    heaviest = np.argmax(np.bincount(labels.ravel(), mass.ravel().astype(np.float64), count + 1)[1:])
+    top, left, bottom, right = boxes_of(labels, count)[heaviest].tolist()
+    return max(bottom - top, right - left) + 1
 
 
 def pooled(image: np.ndarray, cell: int, reduce) -> np.ndarray:
@@ -235,7 +255,8 @@ def choose(labels: np.ndarray, count: int, mass: np.ndarray, edges: np.ndarray,
     keep[main] = True
     while True:  # parts as large as a digit's, up to APART from what is kept, are the digit's
         box, side = box_of(boxes[keep])
-        large = candidates & ~keep & (mass >= SECOND_DIGIT_MASS * mass[keep].sum()) & (sides >= SECOND_DIGIT_SIZE * side)
+        large = (candidates & ~keep & (mass >= SECOND_DIGIT_MASS * mass[keep].sum())
+                 & (sides >= SECOND_DIGIT_SIZE * side))
         joining = large & (gaps(boxes, box) <= APART * side)
         if not joining.any():
             break
@@ -261,42 +282,33 @@ def gaps(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
                       np.maximum(box[1] - boxes[:, 3], boxes[:, 1] - box[3]))
 
 
-def paper_lines(ink: np.ndarray, cell: int) -> np.ndarray | None:
-    """The pixels of the paper lines in an image's ink (see the module's docstring), or None if it
-    has none: a bool mask of the ink's shape."""
-    height, width = ink.shape
-    if min(height, width) < LINE_MIN_SIDE:
-        return None
-    grid = pooled(ink > LINE_LEVEL, cell, np.max)
+def straight_lines(grid: np.ndarray) -> dict:
+    """The straight lines through the ink cells of ``grid`` that cross at least LINE_COVER of it,
+    nearly horizontal (True) and nearly vertical (False): for each direction that has any, the tilt
+    that puts the most cells on them, their bins (offsets across the direction, rounded), whether
+    each reaches both ends of the grid, and the most cells on one."""
     rows, cols = np.nonzero(grid)
-    if not len(rows):
-        return None
     found = {}
     for horizontal in (True, False):
-        along, across, length = (cols, rows, grid.shape[1]) if horizontal else (rows, cols, grid.shape[0])
-        lines = hough_lines(along, across, length, grid.shape[0] if horizontal else grid.shape[1])
+        along, across = (cols, rows) if horizontal else (rows, cols)
+        length, breadth = (grid.shape[1], grid.shape[0]) if horizontal else (grid.shape[0], grid.shape[1])
+        lines = hough_lines(along, across, length, breadth) if len(rows) else None
         if lines is not None:
             found[horizontal] = lines
-    counts = {horizontal: runs(bins) for horizontal, (_, bins) in found.items()}
-    if not any(number >= 2 for number in counts.values()):
-        return None
-    line_cells = np.zeros(grid.shape, bool)
-    for horizontal, (tilt, bins) in found.items():
-        line_cells |= on_lines(grid, horizontal, tilt, bins)
-    other = grid & ~line_cells
-    # Where the digit's strokes cross a line, the crossing stays: a line cell with other ink on
-    # both sides of the line, within two cells.
-    crossing = np.zeros(grid.shape, bool)
-    for horizontal in found:
+    return found
+
+
+def line_cells(grid: np.ndarray, lines: dict) -> np.ndarray:
+    """The cells of ``grid`` on ``lines`` ({horizontal: (tilt, bins)}), but where a stroke crosses a
+    line: a line cell with other ink on both sides of the line, within two cells, stays."""
+    cells = np.zeros(grid.shape, bool)
+    for horizontal, (tilt, bins) in lines.items():
+        cells |= on_lines(grid, horizontal, tilt, bins)
+    other = grid & ~cells
+    for horizontal in lines:
         axis = 0 if horizontal else 1
-        before = shifted_any(other, axis, 2, 1)
-        after = shifted_any(other, axis, 2, -1)
-        crossing |= before & after
-    line_cells &= ~crossing
-    if not line_cells.any():
-        return None
-    full = np.repeat(np.repeat(line_cells, cell, axis=0), cell, axis=1)[:height, :width]
-    return full
+        cells &= ~(shifted_any(other, axis, 2, 1) & shifted_any(other, axis, 2, -1))
+    return cells
 
 
 def shifted_any(mask: np.ndarray, axis: int, reach: int, direction: int) -> np.ndarray:
@@ -321,9 +333,10 @@ TILTS = np.tan(np.radians(np.arange(-MAX_TILT, MAX_TILT + TILT_STEP / 2, TILT_ST
 
 
 def hough_lines(along: np.ndarray, across: np.ndarray, length: int, breadth: int):
-    """The lines through the ink cells (coordinates ``along`` and ``across`` a direction) that run
-    across the whole grid (``length`` cells): the tilt that puts the most cells on such lines and
-    the line bins (offsets ``across``, rounded) at that tilt; None if there is none."""
+    """The lines through the ink cells (coordinates ``along`` and ``across`` a direction) that cross
+    at least LINE_COVER of the grid (``length`` cells): the tilt that puts the most cells on such
+    lines, the line bins (offsets ``across``, rounded) at that tilt, whether each has ink within
+    LINE_REACH of both ends, and the most cells on one; None if there is none."""
     margin = int(np.ceil(np.abs(TILTS).max() * length)) + 1
     span = breadth + 2 * margin
     offsets = np.rint(across[None, :] - along[None, :] * TILTS[:, None]).astype(np.int64) + margin
@@ -332,11 +345,18 @@ def hough_lines(along: np.ndarray, across: np.ndarray, length: int, breadth: int
     reach = max(1, round(LINE_REACH * length))
     starts = np.bincount(bins[:, along < reach].ravel(), minlength=len(TILTS) * span).reshape(counts.shape)
     ends = np.bincount(bins[:, along >= length - reach].ravel(), minlength=len(TILTS) * span).reshape(counts.shape)
-    lines = (counts >= LINE_COVER * length) & (starts > 0) & (ends > 0)
+    lines = counts >= LINE_COVER * length
     if not lines.any():
         return None
     tilt = int(np.argmax(np.where(lines, counts, 0).sum(axis=1)))
-    return tilt, np.flatnonzero(lines[tilt]) - margin
+    chosen = np.flatnonzero(lines[tilt])
+    # A line is thin: a broad band of full bins is a stroke (a thick bar, a straight stem), not a line.
+    run_of = np.cumsum(np.concatenate([[1], np.diff(chosen) > 1]))
+    chosen = chosen[np.bincount(run_of)[run_of] <= max(2, LINE_BREADTH * length)]
+    if not len(chosen):
+        return None
+    reaching = (starts[tilt, chosen] > 0) & (ends[tilt, chosen] > 0)
+    return tilt, chosen - margin, reaching, int(counts[tilt, chosen].max())
 
 
 def runs(bins: np.ndarray) -> int:
