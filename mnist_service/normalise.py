@@ -52,6 +52,8 @@ WORKING_SIDE = 1024  # larger images are reduced to this before the search for t
 BORDER_SHARE = 0.04  # the outer 4% of each side (at least 1 px) is taken as background
 MASK_LEVEL = 0.35  # share of the ink's contrast above which a pixel counts for the bounding box
 MIN_CONTRAST = 24  # gray levels between background and ink below which the image is blank
+UNEVEN_LIGHT = 24  # gray levels between the border's lightest and darkest parts past which a page is evened
+LIGHT_BLOCKS = 24  # a page's light is estimated on a grid of about this many blocks a side
 
 
 def open_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -325,6 +327,42 @@ def median_of_three(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
 
 
+def even_light(stack: np.ndarray) -> np.ndarray:
+    """The stack (N, height, width) with the light of each page that is lit unevenly (a shadow
+    across it) made even (a copy if any is); images under clutter.LINE_MIN_SIDE a side are left as
+    they are.
+
+    The light is uneven where the medians of the border's sixteen segments (each side in four)
+    spread over more than UNEVEN_LIGHT gray levels. Such a page, dark ink on lighter paper, is
+    divided by its paper's brightness, estimated on a grid of about LIGHT_BLOCKS blocks a side: each
+    block's brightest median-filtered pixel (paper shows between the strokes), a 3x3 median over the
+    blocks (a block inside a thick stroke takes its neighbours'; a shadow's edge stays sharp), then
+    interpolated bilinearly."""
+    count, height, width = stack.shape
+    if min(height, width) < clutter.LINE_MIN_SIDE:
+        return stack
+    rows, cols = max(1, round(height * BORDER_SHARE)), max(1, round(width * BORDER_SHARE))
+    sides = (stack[:, :rows].transpose(0, 2, 1), stack[:, -rows:].transpose(0, 2, 1), stack[:, :, :cols],
+             stack[:, :, -cols:])
+    segments = np.stack([medians(part.reshape(count, -1).astype(np.float64)) for side in sides
+                         for part in np.array_split(side, 4, axis=1)], axis=1)
+    uneven = np.flatnonzero(segments.max(axis=1) - segments.min(axis=1) > UNEVEN_LIGHT).tolist()
+    if uneven:
+        stack = stack.copy()
+    for n in uneven:
+        smooth = median_filtered(stack[n : n + 1])[0]
+        if segments[n].max() < (int(smooth.min()) + int(smooth.max())) / 2:
+            continue  # light ink on a dark ground: no paper to even out
+        block = max(2, math.ceil(max(height, width) / LIGHT_BLOCKS))
+        paper = median_filtered(clutter.pooled(smooth, block, np.max)[None])[0]
+        grown = Image.fromarray(paper).resize((paper.shape[1] * block, paper.shape[0] * block),
+                                              Image.Resampling.BILINEAR)
+        light = np.asarray(grown, np.float32)[:height, :width]
+        level = np.float32(np.median(paper))
+        stack[n] = np.clip(stack[n] * (level / np.maximum(light, 1)), 0, 255).round().astype(np.uint8)
+    return stack
+
+
 def ink_images(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For a stack of grayscale images (N, height, width): each digit bright (255) on a black (0)
     background whatever its polarity, a 3x3 median-filtered copy of it (isolated noise specks
@@ -434,7 +472,7 @@ def normalise_same_size(grays: list[Image.Image]) -> list[Found | NoDigitFound]:
     for n, gray in enumerate(grays):
         tall.paste(gray, (0, n * height))
     stack = np.asarray(tall).reshape(len(grays), height, width)
-    ink, smooth_ink, blank = ink_images(stack)
+    ink, smooth_ink, blank = ink_images(even_light(stack))
     problems = clutter.clear(ink, smooth_ink, MASK_THRESHOLD, ~blank)
     boxes, found = ink_boxes(ink, smooth_ink)
     fitted = found & ~blank & np.array([problem is None for problem in problems])
