@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from PIL import Image
 
 LINE_MIN_SIDE = 64  # smaller images (MNIST's 28x28 among them) are not searched for paper lines
 ANALYSIS_SIDE = 256  # lines and components are found on a grid of at most this many cells a side
@@ -39,6 +40,7 @@ LINE_COVER = 0.6  # a paper line's ink covers at least this share of the image a
 LINE_REACH = 0.04  # ... and reaches this close (share of the side) to both of its ends, ...
 LINE_BREADTH = 0.05  # ... and is at most this share of the image's side broad (at least 2 cells)
 RULE_RATIO = 2.0  # a single long line (an underline, a comb's base) goes if this many times longer than the digit
+RULE_BREADTH = 2  # ... and at most this many cells broad
 FRAME_SIDE_COVER = 0.85  # each side of a frame is this full of its own ink
 NEAR = 0.3  # a component this close to the digit (share of the digit's longer side) is part of it
 SECOND_DIGIT_MASS = 0.4  # a component with this share of the digit's ink ...
@@ -49,7 +51,7 @@ PREFER_INSIDE = 0.25  # a digit is preferred to heavier marks (at the border, ru
 RULER_LENGTH = 0.6  # a ruler (an underline, a comb's base and ticks, a table rule) is at least this share of
 RULER_BREADTH = 0.12  # the image long, and at most this share of its length broad
 
-SEVERAL = ("no single digit found: the image holds several marks the size of a digit (several digits?); "
+SEVERAL = ("no digit found: the image holds several marks the size of a digit, apart (several digits?); "
            "send one digit an image")
 ONLY_LINES = "no digit found: the image holds only lines or boxes"
 
@@ -88,7 +90,9 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     cell = max(1, math.ceil(math.sqrt(ink.size) / ANALYSIS_SIDE))
     # Lines and components are found in all the ink above the line level, unfiltered: rulings are
     # pale, and the median filter breaks thin strokes.
-    grid = pooled(ink > LINE_LEVEL, cell, np.max)
+    inked = ink > LINE_LEVEL
+    grid = cell_means(inked.view(np.uint8) * np.uint8(255), cell) > 0  # cells with any such ink
+    shade = cell_means(ink, cell).astype(np.float64)  # the ink in each cell, for components' mass
     removed = np.zeros(grid.shape, bool)  # cells of lines and frames
     lines = straight_lines(grid) if min(ink.shape) >= LINE_MIN_SIDE else {}
     paper = {horizontal: (tilt, bins[reaching]) for horizontal, (tilt, bins, reaching, _) in lines.items()}
@@ -99,20 +103,20 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     if sides.any():  # frames open: their sides go, what they held (a digit touching them) stays
         removed |= sides
         labels, count = components(grid & ~removed)
-    rules = {horizontal: (tilt, bins) for horizontal, (tilt, bins, _, _) in lines.items()}
+    rules = {horizontal: (tilt, bins) for horizontal, (tilt, bins, _, _) in lines.items() if thin(bins)}
     if rules and count:  # a single long line goes where it is far longer than what is left
         rule = line_cells(grid & ~removed, rules)
         rest, left = components(grid & ~removed & ~rule)
         longest = max(counted for *_, counted in lines.values())
-        if left and longest >= RULE_RATIO * longest_side(rest, left, pooled(ink, cell, np.sum)):
+        if left and longest >= RULE_RATIO * longest_side(rest, left, shade):
             removed |= rule
             labels, count = rest, left
     if count <= 1 and not removed.any():
         return None
     if count == 0:
         return ONLY_LINES
-    mass = np.bincount(labels.ravel(), pooled(ink, cell, np.sum).ravel().astype(np.float64), count + 1)[1:]
-    keep, problem = choose(labels, count, mass, edge_cells(ink > LINE_LEVEL, cell, labels.shape),
+    mass = np.bincount(labels.ravel(), shade.ravel(), count + 1)[1:]
+    keep, problem = choose(labels, count, mass, edge_cells(inked, cell),
                            rulers=min(ink.shape) >= LINE_MIN_SIDE)
     if problem:
         return problem
@@ -124,7 +128,7 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     around = digit | shifted_any(digit, 0, 1, 1) | shifted_any(digit, 0, 1, -1)
     around |= shifted_any(around, 1, 1, 1) | shifted_any(around, 1, 1, -1)
     stays = digit | (around & ~removed)
-    gone = np.repeat(np.repeat(~stays, cell, axis=0), cell, axis=1)[: ink.shape[0], : ink.shape[1]]
+    gone = ~grown(stays, cell, ink.shape)
     ink[gone] = 0
     smooth[gone] = 0
     peak = int(smooth.max())
@@ -139,9 +143,24 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
 
 def longest_side(labels: np.ndarray, count: int, mass: np.ndarray) -> int:
     """The longer side, in cells, of the heaviest component (by the ink ``mass`` of each cell)."""
-    heaviest = np.argmax(np.bincount(labels.ravel(), mass.ravel().astype(np.float64), count + 1)[1:])
+    heaviest = np.argmax(np.bincount(labels.ravel(), mass.ravel(), count + 1)[1:])
     top, left, bottom, right = boxes_of(labels, count)[heaviest].tolist()
     return max(bottom - top, right - left) + 1
+
+
+def cell_means(image: np.ndarray, cell: int) -> np.ndarray:
+    """The mean of a uint8 image over cells of ``cell`` x ``cell`` px (the last ones over the pixels
+    they have), rounded: Pillow's ``reduce``."""
+    return image if cell == 1 else np.asarray(Image.fromarray(image).reduce(cell))
+
+
+def grown(cells: np.ndarray, cell: int, shape: tuple[int, int]) -> np.ndarray:
+    """A bool grid of cells of ``cell`` x ``cell`` px as a mask of the image's ``shape``."""
+    if cell == 1:
+        return cells
+    grid = Image.fromarray(cells.view(np.uint8))
+    return np.asarray(grid.resize((grid.width * cell, grid.height * cell), Image.Resampling.NEAREST),
+                      bool)[: shape[0], : shape[1]]
 
 
 def pooled(image: np.ndarray, cell: int, reduce) -> np.ndarray:
@@ -157,32 +176,40 @@ def pooled(image: np.ndarray, cell: int, reduce) -> np.ndarray:
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """The 8-connected components of a 2-D bool mask: labels 1..count (0 where the mask is False),
-    and count. Each pixel takes the least label in its 3x3 neighbourhood, then the label of the pixel
-    its label names (pointer jumping), until nothing changes."""
+    and count. The mask's runs (of True along each row) are joined to the runs they touch in the
+    row above, diagonals included; each run takes the least label of those it is joined to, then
+    the label its label has (pointer jumping), until nothing changes."""
     height, width = mask.shape
-    padded = np.zeros((height + 2, width + 2), bool)
-    padded[1:-1, 1:-1] = mask
-    none = padded.size
-    labels = np.where(padded, np.arange(none).reshape(padded.shape), none)
+    padded = np.zeros((height, width + 2), np.int8)
+    padded[:, 1:-1] = mask
+    steps = np.diff(padded, axis=1)
+    starts_row, starts = np.nonzero(steps == 1)  # a run covers columns start .. end - 1
+    ends = np.nonzero(steps == -1)[1]
+    count = len(starts)
+    labels = np.zeros(mask.shape, np.int32)
+    if count == 0:
+        return labels, 0
+    # Each run touches the runs of the row above that start at most one column after it and end at
+    # most one column before it: a contiguous range of them, found by binary search on (row, column)
+    # keys.
+    stride = width + 2
+    first = np.searchsorted(starts_row * stride + ends, (starts_row - 1) * stride + starts, side="left")
+    last = np.searchsorted(starts_row * stride + starts, (starts_row - 1) * stride + ends, side="right")
+    touching = np.maximum(last - first, 0)
+    below = np.repeat(np.arange(count), touching)
+    above = np.repeat(first - np.cumsum(touching) + touching, touching) + np.arange(touching.sum())
+    run_labels = np.arange(count)
     while True:
-        rows = labels.copy()
-        np.minimum(rows[:, 1:], labels[:, :-1], out=rows[:, 1:])
-        np.minimum(rows[:, :-1], labels[:, 1:], out=rows[:, :-1])
-        least = rows.copy()
-        np.minimum(least[1:], rows[:-1], out=least[1:])
-        np.minimum(least[:-1], rows[1:], out=least[:-1])
-        least[~padded] = none
-        flat = np.append(least.ravel(), none)
-        least = flat[flat[least]]
-        if np.array_equal(least, labels):
+        least = run_labels.copy()
+        np.minimum.at(least, below, run_labels[above])
+        np.minimum.at(least, above, run_labels[below])
+        least = least[least]
+        if np.array_equal(least, run_labels):
             break
-        labels = least
-    roots, labels = np.unique(labels[1:-1, 1:-1], return_inverse=True)
-    labels = labels.reshape(height, width)
-    if roots[-1] != none:  # every pixel is ink
-        return labels + 1, len(roots)
-    labels = np.where(labels == len(roots) - 1, 0, labels + 1)
-    return labels, len(roots) - 1
+        run_labels = least
+    roots, numbers = np.unique(run_labels, return_inverse=True)
+    labels[mask] = np.repeat(numbers.astype(np.int32) + 1, ends - starts)
+    return labels, len(roots)
 
 
 def boxes_of(labels: np.ndarray, count: int) -> np.ndarray:
@@ -222,11 +249,15 @@ def frame_sides(labels: np.ndarray, count: int) -> np.ndarray:
     return sides
 
 
-def edge_cells(mask: np.ndarray, cell: int, shape: tuple[int, int]) -> np.ndarray:
-    """The grid cells (of ``shape``) that hold ink on the image's outermost rows and columns."""
-    edges = np.zeros(mask.shape, bool)
-    edges[[0, -1]], edges[:, [0, -1]] = mask[[0, -1]], mask[:, [0, -1]]
-    return pooled(edges, cell, np.max)[: shape[0], : shape[1]]
+def edge_cells(mask: np.ndarray, cell: int) -> np.ndarray:
+    """The grid cells that hold ink (``mask``) on the image's outermost rows and columns."""
+    height, width = mask.shape
+    cells = np.zeros((-(-height // cell), -(-width // cell)), bool)
+    cells[0, np.flatnonzero(mask[0]) // cell] = True
+    cells[-1, np.flatnonzero(mask[-1]) // cell] = True
+    cells[np.flatnonzero(mask[:, 0]) // cell, 0] = True
+    cells[np.flatnonzero(mask[:, -1]) // cell, -1] = True
+    return cells
 
 
 def choose(labels: np.ndarray, count: int, mass: np.ndarray, edges: np.ndarray,
@@ -292,10 +323,33 @@ def straight_lines(grid: np.ndarray) -> dict:
     for horizontal in (True, False):
         along, across = (cols, rows) if horizontal else (rows, cols)
         length, breadth = (grid.shape[1], grid.shape[0]) if horizontal else (grid.shape[0], grid.shape[1])
-        lines = hough_lines(along, across, length, breadth) if len(rows) else None
+        lines = hough_lines(along, across, length, breadth) if may_hold_lines(grid, horizontal) else None
         if lines is not None:
             found[horizontal] = lines
     return found
+
+
+COARSE = 4  # cells of the grid a side in a cell of the quick look for lines
+COARSE_TILTS = np.tan(np.radians(np.arange(-MAX_TILT, MAX_TILT + 0.5, 1.0)))
+
+
+def may_hold_lines(grid: np.ndarray, horizontal: bool) -> bool:
+    """A quick look for lines in one direction, on a grid COARSE times coarser and at 1 degree tilt
+    steps: whether two adjacent bins of some tilt hold LINE_COVER of the coarse grid's length. Every
+    line hough_lines finds passes it (a line's cells fall into at most two adjacent coarse bins);
+    most images without lines (a large digit) do not, and skip the fine search."""
+    coarse = cell_means(grid.view(np.uint8) * np.uint8(255), COARSE) > 0 if min(grid.shape) >= 4 * COARSE else grid
+    rows, cols = np.nonzero(coarse)
+    if not len(rows):
+        return False
+    along, across = (cols, rows) if horizontal else (rows, cols)
+    length, breadth = (coarse.shape[1], coarse.shape[0]) if horizontal else (coarse.shape[0], coarse.shape[1])
+    margin = int(np.ceil(np.abs(COARSE_TILTS).max() * length)) + 1
+    span = breadth + 2 * margin + 1
+    offsets = np.rint(across[None, :] - along[None, :] * COARSE_TILTS[:, None]).astype(np.int64) + margin
+    counts = np.bincount((offsets + (np.arange(len(COARSE_TILTS)) * span)[:, None]).ravel(),
+                         minlength=len(COARSE_TILTS) * span).reshape(len(COARSE_TILTS), span)
+    return bool((counts[:, :-1] + counts[:, 1:] >= LINE_COVER * length).any())
 
 
 def line_cells(grid: np.ndarray, lines: dict) -> np.ndarray:
@@ -357,6 +411,13 @@ def hough_lines(along: np.ndarray, across: np.ndarray, length: int, breadth: int
         return None
     reaching = (starts[tilt, chosen] > 0) & (ends[tilt, chosen] > 0)
     return tilt, chosen - margin, reaching, int(counts[tilt, chosen].max())
+
+
+def thin(bins: np.ndarray) -> bool:
+    """Whether the lines of a sorted array of bins are each at most RULE_BREADTH bins broad: a rule
+    (an underline, a comb's base) is drawn thinner than the strokes of a digit large on its grid."""
+    run_of = np.cumsum(np.concatenate([[1], np.diff(bins) > 1]))
+    return bool(len(bins)) and int(np.bincount(run_of).max()) <= RULE_BREADTH
 
 
 def runs(bins: np.ndarray) -> int:

@@ -39,8 +39,10 @@ class ImageTooLarge(UploadError):
 
 
 class NoDigitFound(UploadError):
-    """The image is blank (nothing stands out from its background), its ink too faint or too thin
-    to see at 20 px, or the image itself too thin to hold a digit; the message says which."""
+    """The image holds no single digit: it is blank (nothing stands out from its background), its
+    ink too faint or too thin to see at 20 px, it holds only paper lines or empty boxes, or several
+    marks the size of a digit, or the image itself is too thin to hold a digit; the message says
+    which."""
 
     status, title = 422, "No digit found"
 

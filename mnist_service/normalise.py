@@ -335,17 +335,21 @@ def even_light(stack: np.ndarray) -> np.ndarray:
     The light is uneven where the medians of the border's sixteen segments (each side in four)
     spread over more than UNEVEN_LIGHT gray levels. Such a page, dark ink on lighter paper, is
     divided by its paper's brightness, estimated on a grid of about LIGHT_BLOCKS blocks a side: each
-    block's brightest median-filtered pixel (paper shows between the strokes), a 3x3 median over the
-    blocks (a block inside a thick stroke takes its neighbours'; a shadow's edge stays sharp), then
-    interpolated bilinearly."""
+    block's brightest median-filtered pixel (paper shows between the strokes), a 5x5 median over the
+    blocks (blocks inside a stroke up to two blocks broad take their neighbours'; a shadow's edge
+    stays sharp), then interpolated bilinearly."""
     count, height, width = stack.shape
     if min(height, width) < clutter.LINE_MIN_SIDE:
         return stack
     rows, cols = max(1, round(height * BORDER_SHARE)), max(1, round(width * BORDER_SHARE))
-    sides = (stack[:, :rows].transpose(0, 2, 1), stack[:, -rows:].transpose(0, 2, 1), stack[:, :, :cols],
-             stack[:, :, -cols:])
-    segments = np.stack([medians(part.reshape(count, -1).astype(np.float64)) for side in sides
-                         for part in np.array_split(side, 4, axis=1)], axis=1)
+    quarter_width, quarter_height = width // 4, height // 4  # each side in four (up to 3 px left out)
+    top_bottom = np.stack([stack[:, :rows], stack[:, -rows:]], axis=1)[..., : 4 * quarter_width]
+    sides = np.stack([stack[:, :, :cols], stack[:, :, -cols:]], axis=1)[:, :, : 4 * quarter_height]
+    segments = np.concatenate([
+        medians(top_bottom.reshape(count, 2, rows, 4, quarter_width).transpose(0, 1, 3, 2, 4)
+                .reshape(count * 8, -1).astype(np.float64)).reshape(count, 8),
+        medians(sides.reshape(count, 2, 4, quarter_height * cols).reshape(count * 8, -1)
+                .astype(np.float64)).reshape(count, 8)], axis=1)
     uneven = np.flatnonzero(segments.max(axis=1) - segments.min(axis=1) > UNEVEN_LIGHT).tolist()
     if uneven:
         stack = stack.copy()
@@ -354,7 +358,9 @@ def even_light(stack: np.ndarray) -> np.ndarray:
         if segments[n].max() < (int(smooth.min()) + int(smooth.max())) / 2:
             continue  # light ink on a dark ground: no paper to even out
         block = max(2, math.ceil(max(height, width) / LIGHT_BLOCKS))
-        paper = median_filtered(clutter.pooled(smooth, block, np.max)[None])[0]
+        brightest = clutter.pooled(smooth, block, np.max)
+        windows = np.lib.stride_tricks.sliding_window_view(np.pad(brightest, 2, mode="edge"), (5, 5))
+        paper = np.median(windows, axis=(2, 3)).astype(np.uint8)
         grown = Image.fromarray(paper).resize((paper.shape[1] * block, paper.shape[0] * block),
                                               Image.Resampling.BILINEAR)
         light = np.asarray(grown, np.float32)[:height, :width]

@@ -6,7 +6,7 @@ import io
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from mnist_service import model_input, normalise
 from mnist_service.classifier import Classifier
@@ -104,6 +104,19 @@ def test_what_people_really_upload_is_classified(server, samples, style):
 def test_a_blank_image_gets_422_and_the_server_keeps_serving(server, samples):
     blank = encode(Image.new("RGBA", (280, 280), (0, 0, 0, 0)))  # an empty canvas
     assert_problem(classify(server, blank), 422, "no digit found")
+    assert classify(server, samples[1].read_bytes()).json()["digit"] == 1
+
+
+def test_an_image_with_no_single_digit_gets_422_and_the_server_keeps_serving(server, samples):
+    """Two digits side by side, and a ruled page with nothing written on it."""
+    two = Image.new("L", (120, 60), 0)
+    two.paste(Image.open(samples[3]).resize((56, 56)), (2, 2))
+    two.paste(Image.open(samples[8]).resize((56, 56)), (62, 2))
+    assert_problem(classify(server, encode(two)), 422, "several")
+    ruled = Image.new("L", (300, 200), 240)
+    for y in range(15, 200, 30):
+        ImageDraw.Draw(ruled).line([(0, y), (300, y)], fill=170, width=2)
+    assert_problem(classify(server, encode(ruled)), 422, "only lines or boxes")
     assert classify(server, samples[1].read_bytes()).json()["digit"] == 1
 
 

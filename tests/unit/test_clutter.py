@@ -146,6 +146,19 @@ def test_mnist_digits_are_left_as_they_are(mnist):
     assert changed <= 10, f"{changed} of 10,000 MNIST digits changed"
 
 
+def test_a_page_half_in_shadow_is_evened_and_its_digit_found(digit, clean):
+    """A shadow over the left half of the page and the digit (the paper there 45% darker)."""
+    page = np.asarray(on_paper(ink_mask(digit, 6), PAGE, DIGIT_AT), np.float32)
+    light = np.clip(0.55 + 0.45 * (np.arange(PAGE[0]) - 180) / 40, 0.55, 1.0)  # a soft edge at x = 180-220
+    shaded = Image.fromarray((page * light[None, :]).round().astype(np.uint8))
+    assert correlation(normalise.upload_to_pixels(encode(shaded)), clean) > 0.9
+
+
+def test_an_evenly_lit_page_is_left_as_it_is(digit):
+    stack = np.asarray(on_paper(ink_mask(digit, 6), PAGE, DIGIT_AT))[None]
+    assert normalise.even_light(stack) is stack
+
+
 def test_components_are_eight_connected():
     mask = np.zeros((6, 8), bool)
     mask[0, 0] = mask[1, 1] = mask[2, 2] = True  # one diagonal component
@@ -156,3 +169,31 @@ def test_components_are_eight_connected():
     assert len({labels[0, 0], labels[1, 1], labels[2, 2]}) == 1
     assert labels[4, 5] != labels[0, 0] and labels[0, 6] not in (labels[0, 0], labels[4, 5])
     assert (labels > 0).tolist() == mask.tolist()
+
+
+def flood_fill_components(mask: np.ndarray) -> np.ndarray:
+    """The 8-connected components of a small mask by flood fill, one pixel at a time: the reference."""
+    labels, count = np.zeros(mask.shape, int), 0
+    for start in zip(*np.nonzero(mask)):
+        if labels[start]:
+            continue
+        count += 1
+        labels[start], stack = count, [start]
+        while stack:
+            row, col = stack.pop()
+            for near in ((row + dr, col + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)):
+                if 0 <= near[0] < mask.shape[0] and 0 <= near[1] < mask.shape[1] and mask[near] and not labels[near]:
+                    labels[near] = count
+                    stack.append(near)
+    return labels
+
+
+def test_components_agree_with_a_flood_fill_on_random_masks():
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        mask = rng.random((int(rng.integers(1, 25)), int(rng.integers(1, 25)))) < rng.uniform(0.1, 0.7)
+        labels, count = clutter.components(mask)
+        reference = flood_fill_components(mask)
+        assert count == reference.max()
+        assert len(set(zip(labels[mask].tolist(), reference[mask].tolist()))) == count, "the same partition"
+        assert ((labels > 0) == mask).all()
