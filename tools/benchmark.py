@@ -10,12 +10,16 @@ Inference Protocol's infer route with one PNG a request as tritonclient sends it
 BYTES tensor in binary tensor data), at the largest connection count. It prints
 req/s, p50, p99 and errors, images/s, each worker's resident memory before and after, and the
 model's bare compute floor (the model called directly by the server's engine, $INFERENCE_ENGINE,
-batch 1 and batch 64, one thread, as a worker runs it) with the served throughput as a share of it.
+batch 1 and batch 64, one thread, as a worker runs it) with the served throughput as a share of it,
+and what normalising one upload costs, in this process (normalise.upload_to_pixels, from file
+bytes to 28x28 pixels): the 28x28 PNG, a 1-megapixel phone photo of a digit on paper (JPEG) and a
+1-megapixel photo of a digit on ruled paper (JPEG, the clutter search at work).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -126,6 +130,37 @@ def compute_floor(model_path: Path, sample: np.ndarray) -> dict[int, float]:
     return floor
 
 
+def normalisation_costs(png: bytes) -> dict[str, float]:
+    """Milliseconds to normalise one upload (the best mean of five rounds) of each kind: the 28x28
+    PNG, a 1000x1000 photo of its digit on paper and one on ruled paper (JPEG, quality 85)."""
+    from PIL import Image, ImageFilter
+
+    from mnist_service import normalise
+    from tools import realistic_uploads as uploads
+
+    rng = np.random.default_rng(7)
+    digit = np.asarray(Image.open(io.BytesIO(png)))
+    mask = uploads.stroke_mask(digit, 400)
+    photos = {}
+    for name, ruled in (("1 MP photo, JPEG", False), ("1 MP photo on ruled paper, JPEG", True)):
+        sheet = uploads.paper((1000, 1000), (235, 230, 220), rng, 4)
+        if ruled:
+            sheet = uploads.ink_on(sheet, uploads.lines_mask((1000, 1000), rng, 160, 0.8, 2), (150, 185, 235), (0, 0))
+        sheet = uploads.ink_on(sheet, mask, (30, 40, 120), (250, 200))
+        photos[name] = uploads.encode(uploads.to_image(sheet).filter(ImageFilter.GaussianBlur(1)), "JPEG", quality=85)
+    costs = {}
+    for name, data, rounds in (("28x28 PNG", png, 200), *((name, data, 10) for name, data in photos.items())):
+        normalise.upload_to_pixels(data)
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(rounds):
+                normalise.upload_to_pixels(data)
+            best = min(best, (time.perf_counter() - started) / rounds)
+        costs[name] = best * 1000
+    return costs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -199,6 +234,8 @@ def main() -> int:
     best = max(r["rps"] for r in results.values())
     print(f"served single-image throughput {best:.0f} req/s = {best / machine_floor:.0%} of the floor; "
           f"batch route {batch_images:.0f} images/s = {batch_images / machine_floor:.0%}")
+    print("normalising one upload (this process, one thread): "
+          + ", ".join(f"{name} {ms:.2f} ms" for name, ms in normalisation_costs(png).items()))
     return 0
 
 

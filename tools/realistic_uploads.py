@@ -2,9 +2,10 @@
 
     python -m tools.realistic_uploads [--data DIR] [--model PATH] [--per-style N] [--save DIR]
 
-Each style imitates what people really send (see STYLES). Every image goes through the same path
-as an HTTP upload (encoded file bytes -> normalise.uploads_to_pixels -> the classifier), and the
-script prints the accuracy per style. The handwritten styles use the MNIST test split only, which
+Each style imitates what people really send (see STYLES), a clean digit or a digit among clutter
+(ruled and squared paper, form and comb boxes, specks, a stray mark, a shadow). Every image goes
+through the same path as an HTTP upload (encoded file bytes -> normalise.uploads_to_pixels -> the
+classifier), and the script prints the accuracy per style. The handwritten styles use the MNIST test split only, which
 training never sees; the printed style uses fonts found on this machine (FONT_DIRS). ``--save``
 writes the images, to look at them.
 """

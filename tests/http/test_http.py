@@ -82,8 +82,9 @@ def test_an_image_of_another_size_and_format_is_classified(server, samples):
 @pytest.mark.parametrize("style", [*realistic_uploads.STYLES, "printed-font"])
 def test_what_people_really_upload_is_classified(server, samples, style):
     """Each sample digit drawn as people send it: a paper scan, a transparent canvas, a small digit
-    on a page, a coloured phone photo (sideways with an EXIF tag half of the time); and printed
-    digits in system fonts. At most one of the ten may be wrong (the test model is a small one),
+    on a page, a coloured phone photo (sideways with an EXIF tag half of the time), a digit among
+    clutter (ruled or squared paper, a form box, comb boxes, specks, a stray mark, a shadow); and
+    printed digits in system fonts. At most one of the ten may be wrong (the test model is a small one),
     two for printed digits: the small model's training is not bit-reproducible (tf.data augments in
     parallel threads), and one run in several got two printed digits wrong (1 and 9)."""
     rng = np.random.default_rng(5)
