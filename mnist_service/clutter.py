@@ -117,7 +117,7 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
         return ONLY_LINES
     mass = np.bincount(labels.ravel(), shade.ravel(), count + 1)[1:]
     keep, problem = choose(labels, count, mass, edge_cells(inked, cell),
-                           rulers=min(ink.shape) >= LINE_MIN_SIDE)
+                           marks=min(ink.shape) >= LINE_MIN_SIDE)
     if problem:
         return problem
     if keep.all() and not removed.any():
@@ -261,21 +261,22 @@ def edge_cells(mask: np.ndarray, cell: int) -> np.ndarray:
 
 
 def choose(labels: np.ndarray, count: int, mass: np.ndarray, edges: np.ndarray,
-           rulers: bool) -> tuple[np.ndarray, str | None]:
+           marks: bool) -> tuple[np.ndarray, str | None]:
     """Which components make the digit (a bool per component), or why there is no single digit;
-    ``edges`` marks the cells with ink at the image's border, and ``rulers`` says whether long thin
-    components may be rulers (not in images too small for paper lines)."""
+    ``edges`` marks the cells with ink at the image's border, and ``marks`` says whether components
+    at the border and long thin ones (rulers) are marks rather than the digit's (not in images too
+    small for paper lines: in a 28x28 image a digit's stroke may touch the border)."""
     if count == 0:
         return np.zeros(0, bool), ONLY_LINES
     boxes = boxes_of(labels, count)
     height, width = labels.shape
     at_border = np.bincount(labels[edges], minlength=count + 1)[1:] > 0
     tall, wide = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
-    ruling = rulers & (((wide >= RULER_LENGTH * width) & (tall <= RULER_BREADTH * wide))
-                       | ((tall >= RULER_LENGTH * height) & (wide <= RULER_BREADTH * tall)))
+    ruling = (((wide >= RULER_LENGTH * width) & (tall <= RULER_BREADTH * wide))
+              | ((tall >= RULER_LENGTH * height) & (wide <= RULER_BREADTH * tall)))
     # Marks at the border and rulers are the digit only when nothing else can be, and join no digit
     # that is neither.
-    marked = at_border | ruling
+    marked = (at_border | ruling) & marks
     sides = np.maximum(tall, wide)
     heaviest = np.argmax(mass)
     preferred = ~marked & ((mass >= PREFER_INSIDE * mass[heaviest]) | (sides >= PREFER_INSIDE * sides[heaviest]))

@@ -136,7 +136,7 @@ def test_a_single_straight_stroke_from_edge_to_edge_is_the_digits_own(samples):
 
 def test_mnist_digits_are_left_as_they_are(mnist):
     """Training normalises MNIST through the same code: the test split's digits, one component
-    each but for a few with a detached speck (9 of them), come out of the clutter search as they
+    each but for a few with a detached speck (7 of them), come out of the clutter search as they
     went in, and none is refused."""
     ink, smooth, blank = normalise.ink_images(mnist.x_test)
     before = ink.copy()
