@@ -2,26 +2,30 @@
 
 normalise.py makes each upload's ink (the digit bright on black, background and noise taken off)
 and hands it here before it looks for the digit's bounding box. :func:`clear` takes off what is
-not the digit, in place, so the box is the digit's and the crop holds nothing else:
+not the digit, in place, so the box is the digit's and the crop holds nothing else. It works on
+the ink above LINE_LEVEL, unfiltered, on a grid of about ANALYSIS_SIDE x ANALYSIS_SIDE cells:
 
-1. **Paper lines** (images of at least LINE_MIN_SIDE px a side): straight lines that cross the whole
-   image, nearly horizontal or vertical (ruled and squared paper, a margin line), found as peaks of
-   a Hough transform restricted to tilts up to MAX_TILT on a grid of at most ANALYSIS_SIDE cells a
-   side. They are taken off only where at least two parallel ones cross the image (a single straight
-   stroke from edge to edge can be the digit's own), and where the digit's strokes cross a line the
-   crossing stays.
-2. **Components**: the ink's 8-connected components on that grid. Frames (a component whose four
-   sides are straight and full: a form box, a row of comb boxes) go; of the rest the digit is the
-   heaviest component, preferring one that does not touch the image's border, with the components
-   near it (a digit's strokes need not touch); specks, blots, stray marks and marks at the border
-   go. A second component nearly as heavy and as large as the digit, away from it, is a second
-   digit: the image has no single digit (NoDigitFound), as it has none when only lines and frames
-   were there.
+1. **Paper lines** (images of at least LINE_MIN_SIDE px a side): thin straight lines nearly
+   horizontal or vertical that cross the whole image (ruled and squared paper, a margin line),
+   found by a Hough transform restricted to tilts up to MAX_TILT. They are taken off only where at
+   least two parallel ones cross the image (a single straight stroke from edge to edge can be the
+   digit's own), and where the digit's strokes cross a line the crossing stays.
+2. **Frames**: a component whose box's four sides are full of its own ink (a form box, a row of
+   comb boxes) loses its sides and inner walls; a digit touching it keeps its strokes.
+3. **Rules**: a single long thin line (an underline, the base of comb boxes) goes where it is
+   RULE_RATIO times as long as what is left without it.
+4. **The digit**: of the 8-connected components left, the heaviest, preferring one that neither
+   touches the image's border nor is a ruler (in images of at least LINE_MIN_SIDE px), with the
+   components near it (a digit's strokes need not touch). Specks, blots, stray marks and marks at
+   the border go. A component nearly as heavy and as large as the digit, apart from it, is a
+   second digit: the image has no single digit (a NoDigitFound message), as it has none when only
+   lines and frames were there.
 
 What goes is set to 0 in the ink, and what stays is stretched again to full contrast (a black box
-around a pencil digit set the contrast before). An image with one component and no lines (every
-MNIST digit among them) comes out exactly as it went in, so training, which normalises MNIST
-through the same code, sees its images unchanged.
+around a pencil digit set the contrast before). An image with one component and no lines comes
+out exactly as it went in, and smaller images are searched only where their ink leaves a gap: so
+training, which normalises MNIST through the same code, sees its images all but unchanged
+(docs/uploads.md says how many change).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ TILT_STEP = 0.25  # degrees: a line of 256 cells stays within one cell of its bi
 LINE_COVER = 0.6  # a paper line's ink covers at least this share of the image across ...
 LINE_REACH = 0.04  # ... and reaches this close (share of the side) to both of its ends, ...
 LINE_BREADTH = 0.05  # ... and is at most this share of the image's side broad (at least 2 cells)
-RULE_RATIO = 2.0  # a single long line (an underline, a comb's base) goes if this many times longer than the digit
+RULE_RATIO = 2.0  # a single long line (an underline, a comb's base) goes if this many times as long as the digit
 RULE_BREADTH = 2  # ... and at most this many cells broad
 FRAME_SIDE_COVER = 0.85  # each side of a frame is this full of its own ink
 NEAR = 0.3  # a component this close to the digit (share of the digit's longer side) is part of it
@@ -62,18 +66,19 @@ def clear(ink: np.ndarray, smooth: np.ndarray, threshold: int, which: np.ndarray
     ``threshold`` make the digit's mask. Return, for each image, None, or why it has no single
     digit (a NoDigitFound message)."""
     problems: list[str | None] = [None] * len(ink)
-    height, width = ink.shape[1:]
-    for n in np.flatnonzero(which & needs_search(ink > LINE_LEVEL, min(height, width))).tolist():
+    for n in np.flatnonzero(which & needs_search(ink)).tolist():
         problems[n] = clear_one(ink[n], smooth[n], threshold)
     return problems
 
 
-def needs_search(masks: np.ndarray, side: int) -> np.ndarray:
-    """Which masks of a stack (N, H, W) may hold clutter: all of them on images large enough for
-    paper lines, else those whose ink leaves an empty row or column inside its bounding box (one
-    connected digit leaves none). The others are left as they are, at no cost."""
-    if side >= LINE_MIN_SIDE:
-        return np.ones(len(masks), bool)
+def needs_search(ink: np.ndarray) -> np.ndarray:
+    """Which images of a stack of ink (N, H, W) may hold clutter: all of them if they are large
+    enough for paper lines, else those whose ink above LINE_LEVEL leaves an empty row or column
+    inside its bounding box (one connected digit leaves none). The others are left as they are, at
+    no cost."""
+    if min(ink.shape[1:]) >= LINE_MIN_SIDE:
+        return np.ones(len(ink), bool)
+    masks = ink > LINE_LEVEL
     rows, cols = masks.any(axis=2), masks.any(axis=1)
     return has_gap(rows) | has_gap(cols)
 

@@ -268,17 +268,24 @@ def away_from(box: tuple[int, int, int, int], size: tuple[int, int], extent: tup
     return None
 
 
-def specks(digit: np.ndarray, rng: np.random.Generator) -> bytes:
-    """A scan with dirt on the glass: 5-40 dust specks anywhere away from the strokes and 1-3 small
-    ink blots away from the digit."""
+def digit_with_room(digit: np.ndarray, rng: np.random.Generator, widths: tuple[float, float],
+                    heights: tuple[float, float]):
+    """A digit 60-180 px tall in a pen's ink on a tinted sheet ``widths`` times its width (and half
+    its height more) and ``heights`` times its height: its height, the sheet's size, the sheet, the
+    ink and the digit's box (left, top, right, bottom)."""
     height = int(rng.integers(60, 180))
     mask = tight_digit(digit, rng, height)
-    size = (int(mask.width * rng.uniform(1.8, 3.5)) + height // 2, int(mask.height * rng.uniform(1.5, 2.8)))
+    size = (int(mask.width * rng.uniform(*widths)) + height // 2, int(mask.height * rng.uniform(*heights)))
     at = (int(rng.integers(0, size[0] - mask.width)), int(rng.integers(0, size[1] - mask.height)))
     sheet = paper(size, rng.uniform(215, 250) - rng.uniform(0, 10, 3), rng, rng.uniform(2, 6))
     ink = PEN_INKS[int(rng.integers(len(PEN_INKS)))]
-    sheet = ink_on(sheet, mask, ink, at)
-    digit_box = (at[0], at[1], at[0] + mask.width, at[1] + mask.height)
+    return height, size, ink_on(sheet, mask, ink, at), ink, (at[0], at[1], at[0] + mask.width, at[1] + mask.height)
+
+
+def specks(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A scan with dirt on the glass: 5-40 dust specks anywhere away from the strokes and 1-3 small
+    ink blots away from the digit."""
+    height, size, sheet, ink, digit_box = digit_with_room(digit, rng, (1.8, 3.5), (1.5, 2.8))
     dirt = [(blob(rng.uniform(0.6, 2.0) * height / 100, rng), (rng.uniform(10, 90),) * 3, 0.0)
             for _ in range(int(rng.integers(5, 41)))]
     dirt += [(blob(rng.uniform(3, 7) * height / 100, rng), ink, height * 0.15) for _ in range(int(rng.integers(1, 4)))]
@@ -292,13 +299,7 @@ def specks(digit: np.ndarray, rng: np.random.Generator) -> bytes:
 def stray_mark(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     """A digit with a stray pen mark beside it: a short stroke or tick 0.15-0.4 digit heights long,
     in the same ink, 0.15-0.5 digit heights from the digit."""
-    height = int(rng.integers(60, 180))
-    mask = tight_digit(digit, rng, height)
-    size = (int(mask.width * rng.uniform(2.0, 3.5)) + height // 2, int(mask.height * rng.uniform(1.6, 2.6)))
-    at = (int(rng.integers(0, size[0] - mask.width)), int(rng.integers(0, size[1] - mask.height)))
-    sheet = paper(size, rng.uniform(215, 250) - rng.uniform(0, 10, 3), rng, rng.uniform(2, 6))
-    ink = PEN_INKS[int(rng.integers(len(PEN_INKS)))]
-    sheet = ink_on(sheet, mask, ink, at)
+    height, size, sheet, ink, digit_box = digit_with_room(digit, rng, (2.0, 3.5), (1.6, 2.6))
     length = height * rng.uniform(0.15, 0.4)
     side = int(length) + 8
     mark = Image.new("L", (side, side), 0)
@@ -306,8 +307,7 @@ def stray_mark(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     ends = [(side / 2 - np.cos(angle) * length / 2, side / 2 - np.sin(angle) * length / 2),
             (side / 2 + np.cos(angle) * length / 2, side / 2 + np.sin(angle) * length / 2)]
     ImageDraw.Draw(mark).line(ends, fill=255, width=max(2, int(height * rng.uniform(0.04, 0.08))))
-    place = away_from((at[0], at[1], at[0] + mask.width, at[1] + mask.height), size, mark.size,
-                      height * rng.uniform(0.15, 0.5), rng)
+    place = away_from(digit_box, size, mark.size, height * rng.uniform(0.15, 0.5), rng)
     if place is not None:
         sheet = ink_on(sheet, mark, ink, place)
     return photo(sheet, rng)
