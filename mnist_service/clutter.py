@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 LINE_MIN_SIDE = 64  # smaller images (MNIST's 28x28 among them) are not searched for paper lines
-ANALYSIS_SIDE = 256  # lines and components are found on a grid of at most this many cells a side
+ANALYSIS_SIDE = 256  # lines and components are found on a grid of about this many cells squared
 LINE_LEVEL = round(255 * 0.12)  # ink above this counts towards a line: rulings are pale
 MAX_TILT = 3.0  # degrees: the most a photographed page's lines lean
 TILT_STEP = 0.25  # degrees: a line of 256 cells stays within one cell of its bin
@@ -112,7 +112,7 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     if rules and count:  # a single long line goes where it is far longer than what is left
         rule = line_cells(grid & ~removed, rules)
         rest, left = components(grid & ~removed & ~rule)
-        longest = max(counted for *_, counted in lines.values())
+        longest = max(lines[horizontal][3] for horizontal in rules)
         if left and longest >= RULE_RATIO * longest_side(rest, left, shade):
             removed |= rule
             labels, count = rest, left
