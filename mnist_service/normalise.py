@@ -1,16 +1,20 @@
 """Image normalisation as pure functions: uploaded bytes -> 28x28 uint8 pixels, as MNIST made them.
 
 Whatever people send (any mode Pillow reads, any size, dark ink on paper or light on dark,
-transparent canvases, phone photos, a small digit somewhere on a page), :func:`uploads_to_pixels`
-turns it into what :func:`model_input.to_model_input` takes, the way MNIST itself was made:
+transparent canvases, phone photos, a small digit somewhere on a page, a digit on ruled paper or
+in a form box), :func:`uploads_to_pixels` turns it into what :func:`model_input.to_model_input`
+takes, the way MNIST itself was made:
 
 1. upright per the EXIF orientation; grayscale, with alpha flattened onto a background that
    contrasts with the opaque strokes, 16-bit and float images scaled by their own range;
-2. polarity decided from the image itself: the border is background, so a light border means dark
+2. uneven light evened (:func:`even_light`: a shadow across a page);
+3. polarity decided from the image itself: the border is background, so a light border means dark
    ink, and the image is inverted to make the digit bright on dark;
-3. background subtracted and contrast stretched, with a noise floor estimated from the border;
-4. cropped to the ink's bounding box, found on a median-filtered mask so noise specks do not count;
-5. the longer side scaled to 20 px keeping the aspect ratio, pasted into 28x28 so that its centre
+4. background subtracted and contrast stretched, with a noise floor estimated from the border;
+5. the clutter taken off (:mod:`mnist_service.clutter`: paper lines, form boxes, specks, stray
+   marks), or the image found to hold no single digit;
+6. cropped to the digit's bounding box, found on a median-filtered mask so noise specks do not count;
+7. the longer side scaled to 20 px keeping the aspect ratio, pasted into 28x28 so that its centre
    of mass is at MNIST's (14, 14).
 
 Images of one size are normalised together, as one stack (:func:`normalise_many`): NumPy over the
