@@ -44,8 +44,8 @@ LINE_COVER = 0.6  # a paper line's ink covers at least this share of the image a
 LINE_REACH = 0.04  # ... and reaches this close (share of the side) to both of its ends, ...
 LINE_BREADTH = 0.05  # ... and is at most this share of the image's side broad (at least 2 cells)
 RULE_RATIO = 2.0  # a single long line (an underline, a comb's base) goes if this many times as long as the digit
-RULE_BREADTH = 2  # ... and at most this many cells broad
 FRAME_SIDE_COVER = 0.85  # each side of a frame is this full of its own ink
+STROKE_OVER_LINE = 1.5  # near the digit, ink this many times the lines' (their median) is a stroke on them
 NEAR = 0.3  # a component this close to the digit (share of the digit's longer side) is part of it
 SECOND_DIGIT_MASS = 0.4  # a component with this share of the digit's ink ...
 SECOND_DIGIT_SIZE = 0.6  # ... and this share of its longer side is as large as a digit: ...
@@ -108,7 +108,7 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     if sides.any():  # frames open: their sides go, what they held (a digit touching them) stays
         removed |= sides
         labels, count = components(grid & ~removed)
-    rules = {horizontal: (tilt, bins) for horizontal, (tilt, bins, _, _) in lines.items() if thin(bins)}
+    rules = {horizontal: (tilt, bins) for horizontal, (tilt, bins, _, _) in lines.items()}
     if rules and count:  # a single long line goes where it is far longer than what is left
         rule = line_cells(grid & ~removed, rules)
         rest, left = components(grid & ~removed & ~rule)
@@ -128,12 +128,16 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     if keep.all() and not removed.any():
         return None
     # What stays: the digit's cells and their neighbours (the faint edges of its strokes) but for
-    # lines and frames; the rest goes, the faint edges of what was dropped with it.
+    # lines and frames; the rest goes, the faint edges of what was dropped with it. Near the digit,
+    # what is much darker than the lines (the strokes of a pen on pale rulings) stays on them too.
     digit = np.concatenate([[False], keep])[labels]
-    around = digit | shifted_any(digit, 0, 1, 1) | shifted_any(digit, 0, 1, -1)
-    around |= shifted_any(around, 1, 1, 1) | shifted_any(around, 1, 1, -1)
-    stays = digit | (around & ~removed)
-    gone = ~grown(stays, cell, ink.shape)
+    around = grown_by(digit, 1)
+    stays = grown(digit | (around & ~removed), cell, ink.shape)
+    if removed.any():
+        on_lines = grown(removed & grown_by(digit, 2), cell, ink.shape) & inked
+        lines_level = np.median(ink[grown(removed, cell, ink.shape) & inked])
+        stays |= on_lines & (ink > STROKE_OVER_LINE * lines_level)
+    gone = ~stays
     ink[gone] = 0
     smooth[gone] = 0
     peak = int(smooth.max())
@@ -234,7 +238,8 @@ def boxes_of(labels: np.ndarray, count: int) -> np.ndarray:
 def frame_sides(labels: np.ndarray, count: int) -> np.ndarray:
     """The cells of the frames' sides (a bool grid): a frame is a component at least 5 cells a side
     each of whose box's four sides is at least FRAME_SIDE_COVER full of its own cells, within a band
-    of 5% of the box's side (at least one cell); a form box, a row of comb boxes, a table's cell."""
+    of 5% of the box's shorter side (at least one cell); a form box, a row of comb boxes, a table's
+    cell."""
     sides = np.zeros(labels.shape, bool)
     if count == 0:
         return sides
@@ -242,7 +247,7 @@ def frame_sides(labels: np.ndarray, count: int) -> np.ndarray:
         if bottom - top < 4 or right - left < 4:
             continue
         own = labels[top : bottom + 1, left : right + 1] == number
-        rows, cols = max(1, round(0.05 * own.shape[0])), max(1, round(0.05 * own.shape[1]))
+        rows = cols = max(1, round(0.05 * min(own.shape)))  # a wall's breadth: a long comb's ends are no broader
         bands = (own[:rows].any(axis=0), own[-rows:].any(axis=0), own[:, :cols].any(axis=1), own[:, -cols:].any(axis=1))
         if all(band.mean() >= FRAME_SIDE_COVER for band in bands):
             frame = np.zeros(own.shape, bool)
@@ -367,7 +372,14 @@ def line_cells(grid: np.ndarray, lines: dict) -> np.ndarray:
     other = grid & ~cells
     for horizontal in lines:
         axis = 0 if horizontal else 1
-        cells &= ~(shifted_any(other, axis, 2, 1) & shifted_any(other, axis, 2, -1))
+        cells &= ~(shifted_any(other, axis, 3, 1) & shifted_any(other, axis, 3, -1))
+    return cells
+
+
+def grown_by(cells: np.ndarray, reach: int) -> np.ndarray:
+    """``cells`` and the cells within ``reach`` of them (a square around each)."""
+    for axis in (0, 1):
+        cells = cells | shifted_any(cells, axis, reach, 1) | shifted_any(cells, axis, reach, -1)
     return cells
 
 
@@ -419,24 +431,19 @@ def hough_lines(along: np.ndarray, across: np.ndarray, length: int, breadth: int
     return tilt, chosen - margin, reaching, int(counts[tilt, chosen].max())
 
 
-def thin(bins: np.ndarray) -> bool:
-    """Whether the lines of a sorted array of bins are each at most RULE_BREADTH bins broad: a rule
-    (an underline, a comb's base) is drawn thinner than the strokes of a digit large on its grid."""
-    run_of = np.cumsum(np.concatenate([[1], np.diff(bins) > 1]))
-    return bool(len(bins)) and int(np.bincount(run_of).max()) <= RULE_BREADTH
-
-
 def runs(bins: np.ndarray) -> int:
     """How many separate lines a sorted array of line bins makes (adjacent bins are one line)."""
     return int(len(bins) and 1 + np.count_nonzero(np.diff(bins) > 1))
 
 
 def on_lines(grid: np.ndarray, horizontal: bool, tilt: int, bins: np.ndarray) -> np.ndarray:
-    """The ink cells of ``grid`` that lie in the line bins ``bins`` at tilt number ``tilt``."""
+    """The ink cells of ``grid`` that lie in the line bins ``bins`` at tilt number ``tilt``, or in the
+    bins beside them: a line whose tilt falls between two steps, or blurred over two cells, leaves
+    pieces of itself there."""
     rows, cols = np.nonzero(grid)
     along, across = (cols, rows) if horizontal else (rows, cols)
     offsets = np.rint(across - along * TILTS[tilt]).astype(np.int64)
-    chosen = np.isin(offsets, bins)
+    chosen = np.isin(offsets, np.concatenate([bins - 1, bins, bins + 1]))
     cells = np.zeros(grid.shape, bool)
     cells[rows[chosen], cols[chosen]] = True
     return cells
