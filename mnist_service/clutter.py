@@ -109,11 +109,12 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
         removed |= sides
         labels, count = components(grid & ~removed)
     rules = {horizontal: (tilt, bins) for horizontal, (tilt, bins, _, _) in lines.items()}
-    if rules and count:  # a single long line goes where it is far longer than what is left
+    edges, marks = edge_cells(inked, cell), min(ink.shape) >= LINE_MIN_SIDE
+    if rules and count:  # a single long line goes where it is far longer than the digit left without it
         rule = line_cells(grid & ~removed, rules)
         rest, left = components(grid & ~removed & ~rule)
         longest = max(lines[horizontal][3] for horizontal in rules)
-        if left and longest >= RULE_RATIO * longest_side(rest, left, shade):
+        if left and longest >= RULE_RATIO * digit_side(rest, left, shade, edges, marks):
             removed |= rule
             labels, count = rest, left
     if count <= 1 and not removed.any():
@@ -121,8 +122,7 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     if count == 0:
         return ONLY_LINES
     mass = np.bincount(labels.ravel(), shade.ravel(), count + 1)[1:]
-    keep, problem = choose(labels, count, mass, edge_cells(inked, cell),
-                           marks=min(ink.shape) >= LINE_MIN_SIDE)
+    keep, problem = choose(labels, count, mass, edges, marks)
     if problem:
         return problem
     if keep.all() and not removed.any():
@@ -150,11 +150,11 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     return None
 
 
-def longest_side(labels: np.ndarray, count: int, mass: np.ndarray) -> int:
-    """The longer side, in cells, of the heaviest component (by the ink ``mass`` of each cell)."""
-    heaviest = np.argmax(np.bincount(labels.ravel(), mass.ravel(), count + 1)[1:])
-    top, left, bottom, right = boxes_of(labels, count)[heaviest].tolist()
-    return max(bottom - top, right - left) + 1
+def digit_side(labels: np.ndarray, count: int, shade: np.ndarray, edges: np.ndarray, marks: bool) -> int:
+    """The longer side, in cells, of the digit :func:`choose` finds among the components (the ink
+    of each cell in ``shade``)."""
+    keep, _ = choose(labels, count, np.bincount(labels.ravel(), shade.ravel(), count + 1)[1:], edges, marks)
+    return box_of(boxes_of(labels, count)[keep])[1]
 
 
 def cell_means(image: np.ndarray, cell: int) -> np.ndarray:
