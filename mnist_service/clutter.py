@@ -172,17 +172,6 @@ def grown(cells: np.ndarray, cell: int, shape: tuple[int, int]) -> np.ndarray:
                       bool)[: shape[0], : shape[1]]
 
 
-def pooled(image: np.ndarray, cell: int, reduce) -> np.ndarray:
-    """``image`` reduced over cells of ``cell`` x ``cell`` px (the last ones padded with 0)."""
-    if cell == 1:
-        return image
-    height, width = image.shape
-    rows, cols = -(-height // cell), -(-width // cell)
-    padded = np.zeros((rows * cell, cols * cell), image.dtype)
-    padded[:height, :width] = image
-    return reduce(padded.reshape(rows, cell, cols, cell), axis=(1, 3))
-
-
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """The 8-connected components of a 2-D bool mask: labels 1..count (0 where the mask is False),
     and count. The mask's runs (of True along each row) are joined to the runs they touch in the

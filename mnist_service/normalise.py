@@ -362,7 +362,7 @@ def even_light(stack: np.ndarray) -> np.ndarray:
         if segments[n].max() < (int(smooth.min()) + int(smooth.max())) / 2:
             continue  # light ink on a dark ground: no paper to even out
         block = max(2, math.ceil(max(height, width) / LIGHT_BLOCKS))
-        brightest = clutter.pooled(smooth, block, np.max)
+        brightest = block_maxima(smooth, block)
         windows = np.lib.stride_tricks.sliding_window_view(np.pad(brightest, 2, mode="edge"), (5, 5))
         paper = np.median(windows, axis=(2, 3)).astype(np.uint8)
         grown = Image.fromarray(paper).resize((paper.shape[1] * block, paper.shape[0] * block),
@@ -371,6 +371,16 @@ def even_light(stack: np.ndarray) -> np.ndarray:
         level = np.float32(np.median(paper))
         stack[n] = np.clip(stack[n] * (level / np.maximum(light, 1)), 0, 255).round().astype(np.uint8)
     return stack
+
+
+def block_maxima(image: np.ndarray, block: int) -> np.ndarray:
+    """The brightest pixel of each ``block`` x ``block`` block of a 2-D image (the last ones padded
+    with 0)."""
+    height, width = image.shape
+    rows, cols = -(-height // block), -(-width // block)
+    padded = np.zeros((rows * block, cols * block), image.dtype)
+    padded[:height, :width] = image
+    return padded.reshape(rows, block, cols, block).max(axis=(1, 3))
 
 
 def ink_images(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
