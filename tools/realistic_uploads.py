@@ -5,9 +5,9 @@
 Each style imitates what people really send (see STYLES), a clean digit or a digit among clutter
 (ruled and squared paper, form and comb boxes, specks, a stray mark, a shadow). Every image goes
 through the same path as an HTTP upload (encoded file bytes -> normalise.uploads_to_pixels -> the
-classifier), and the script prints the accuracy per style. The handwritten styles use the MNIST test split only, which
-training never sees; the printed style uses fonts found on this machine (FONT_DIRS). ``--save``
-writes the images, to look at them.
+classifier), and the script prints the accuracy per style. The handwritten styles use the MNIST
+test split only, which training never sees; the printed style uses fonts found on this machine
+(FONT_DIRS). ``--save`` writes the images, to look at them.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def lines_mask(size: tuple[int, int], rng: np.random.Generator, spacing: float, 
     draw = ImageDraw.Draw(mask)
     slope = np.tan(np.radians(angle))
     span = width_px if vertical else height_px
-    reach = (height_px if vertical else width_px)
+    reach = height_px if vertical else width_px
     position = rng.uniform(0, spacing) - abs(slope) * reach
     while position < span + abs(slope) * reach:
         if vertical:
@@ -150,14 +150,13 @@ def lines_mask(size: tuple[int, int], rng: np.random.Generator, spacing: float, 
     return mask
 
 
-def page_with_digit(digit: np.ndarray, rng: np.random.Generator, height: int, scale: tuple[float, float],
-                    paper_level: tuple[float, float] = (225, 252)):
+def page_with_digit(digit: np.ndarray, rng: np.random.Generator, height: int, scale: tuple[float, float]):
     """A digit's stroke mask, a tinted sheet around it (its sides ``scale`` times the digit's) and
     where the digit goes on it."""
     mask = stroke_mask(digit, height, angle=float(rng.uniform(-5, 5)))
     size = (int(mask.width * rng.uniform(*scale)), int(mask.height * rng.uniform(*scale)))
     at = (int(rng.integers(0, size[0] - mask.width)), int(rng.integers(0, size[1] - mask.height)))
-    tint = rng.uniform(*paper_level) - rng.uniform(0, 12, 3)
+    tint = rng.uniform(225, 252) - rng.uniform(0, 12, 3)
     return mask, size, at, paper(size, tint, rng, rng.uniform(2, 6))
 
 
