@@ -242,7 +242,8 @@ def form_box(digit: np.ndarray, rng: np.random.Generator) -> bytes:
 
 
 def comb_boxes(digit: np.ndarray, rng: np.random.Generator) -> bytes:
-    """A digit in one of a row of 3-8 comb boxes (see boxed), the others empty."""
+    """A digit in one of a row of 3-8 comb boxes (see boxed: closed boxes sharing their walls, or
+    ticks rising from a base line), the others empty."""
     return boxed(digit, rng, int(rng.integers(3, 9)))
 
 
@@ -325,6 +326,7 @@ def shadow(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     softness = max(size) * rng.uniform(0.02, 0.15)
     shade = 1 - rng.uniform(0.25, 0.5) / (1 + np.exp(-distance / softness))
     return photo(sheet * shade[..., None], rng)
+
 
 def system_fonts() -> list[Path]:
     """TrueType/OpenType fonts on this machine whose digits are ordinary printed digits."""
