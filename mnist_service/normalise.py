@@ -331,13 +331,20 @@ def median_of_three(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
 
 
+def upper_quartiles(values: np.ndarray) -> np.ndarray:
+    """The upper quartile of each row of a 2-D array."""
+    index = (values.shape[1] * 3) // 4
+    return np.partition(values, index, axis=1)[:, index]
+
+
 def even_light(stack: np.ndarray) -> np.ndarray:
     """The stack (N, height, width) with the light of each page that is lit unevenly (a shadow
     across it) made even (a copy if any is); images under clutter.LINE_MIN_SIDE a side are left as
     they are.
 
-    The light is uneven where the medians of the border's sixteen segments (each side in four)
-    spread over more than UNEVEN_LIGHT gray levels. Such a page, dark ink on lighter paper, is
+    The light is uneven where the upper quartiles of the border's sixteen segments (each side in
+    four: the paper's brightness there, even where a digit touches the border) spread over more than
+    UNEVEN_LIGHT gray levels. Such a page, dark ink on lighter paper, is
     divided by its paper's brightness, estimated on a grid of about LIGHT_BLOCKS blocks a side: each
     block's brightest median-filtered pixel (paper shows between the strokes), a 5x5 median over the
     blocks (blocks inside a stroke up to two blocks broad take their neighbours'; a shadow's edge
@@ -350,10 +357,10 @@ def even_light(stack: np.ndarray) -> np.ndarray:
     top_bottom = np.stack([stack[:, :rows], stack[:, -rows:]], axis=1)[..., : 4 * quarter_width]
     sides = np.stack([stack[:, :, :cols], stack[:, :, -cols:]], axis=1)[:, :, : 4 * quarter_height]
     segments = np.concatenate([
-        medians(top_bottom.reshape(count, 2, rows, 4, quarter_width).transpose(0, 1, 3, 2, 4)
-                .reshape(count * 8, -1).astype(np.float64)).reshape(count, 8),
-        medians(sides.reshape(count, 2, 4, quarter_height * cols).reshape(count * 8, -1)
-                .astype(np.float64)).reshape(count, 8)], axis=1)
+        upper_quartiles(top_bottom.reshape(count, 2, rows, 4, quarter_width).transpose(0, 1, 3, 2, 4)
+                        .reshape(count * 8, -1)).reshape(count, 8),
+        upper_quartiles(sides.reshape(count, 2, 4, quarter_height * cols).reshape(count * 8, -1)).reshape(count, 8),
+    ], axis=1)
     uneven = np.flatnonzero(segments.max(axis=1) - segments.min(axis=1) > UNEVEN_LIGHT).tolist()
     if uneven:
         stack = stack.copy()
