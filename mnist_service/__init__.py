@@ -18,6 +18,8 @@ Serving, in the order a request meets it
                   queue's shedding, and a batch of uploads or tensors classified in one model call
     engines       LiteRT (int8 or float32 weights) and TensorFlow
     normalise     any uploaded image -> 28x28 pixels framed as MNIST's
+    clutter       the digit found among clutter (paper lines, form boxes, specks, stray marks), or
+                  the image found to hold no single digit
     answers       the JSON answers of the upload routes and of /models
     tf_serving    TensorFlow Serving's REST request and response bodies
     open_inference  the Open Inference Protocol's (KServe v2, Triton) REST bodies and metadata, its
