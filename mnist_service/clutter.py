@@ -3,29 +3,28 @@
 normalise.py makes each upload's ink (the digit bright on black, background and noise taken off)
 and hands it here before it looks for the digit's bounding box. :func:`clear` takes off what is
 not the digit, in place, so the box is the digit's and the crop holds nothing else. It works on
-the ink above LINE_LEVEL, unfiltered, on a grid of about ANALYSIS_SIDE x ANALYSIS_SIDE cells:
+the ink above LINE_LEVEL, unfiltered, on a grid of about ANALYSIS_SIDE x ANALYSIS_SIDE cells, in
+images of at least MIN_SIDE px a side (smaller ones, MNIST's 28x28 digits among them, are taken
+as they are, so training, which normalises MNIST through the same code, sees them unchanged):
 
-1. **Paper lines** (images of at least LINE_MIN_SIDE px a side): thin straight lines nearly
-   horizontal or vertical that cross the whole image (ruled and squared paper, a margin line),
-   found by a Hough transform restricted to tilts up to MAX_TILT. They are taken off only where at
-   least two parallel ones cross the image (a single straight stroke from edge to edge can be the
-   digit's own), and where the digit's strokes cross a line the crossing stays.
+1. **Paper lines**: thin straight lines nearly horizontal or vertical that cross the whole image
+   (ruled and squared paper, a margin line), found by a Hough transform restricted to tilts up to
+   MAX_TILT. They are taken off only where at least two parallel ones cross the image (a single
+   straight stroke from edge to edge can be the digit's own), and where the digit's strokes cross
+   a line the crossing stays.
 2. **Frames**: a component whose box's four sides are full of its own ink (a form box, a row of
    comb boxes) loses its sides and inner walls; a digit touching it keeps its strokes.
 3. **Rules**: a single long thin line (an underline, the base of comb boxes) goes where it is
-   RULE_RATIO times as long as what is left without it.
+   RULE_RATIO times as long as the digit left without it.
 4. **The digit**: of the 8-connected components left, the heaviest, preferring one that neither
-   touches the image's border nor is a ruler (in images of at least LINE_MIN_SIDE px), with the
-   components near it (a digit's strokes need not touch). Specks, blots, stray marks and marks at
-   the border go. A component nearly as heavy and as large as the digit, apart from it, is a
-   second digit: the image has no single digit (a NoDigitFound message), as it has none when only
-   lines and frames were there.
+   touches the image's border nor is a ruler, with the components near it (a digit's strokes need
+   not touch). Specks, blots, stray marks and marks at the border go. A component nearly as heavy
+   and as large as the digit, apart from it, is a second digit: the image has no single digit (a
+   NoDigitFound message), as it has none when only lines and frames were there.
 
 What goes is set to 0 in the ink, and what stays is stretched again to full contrast (a black box
-around a pencil digit set the contrast before). An image with one component and no lines comes
-out exactly as it went in, and smaller images are searched only where their ink leaves a gap: so
-training, which normalises MNIST through the same code, sees its images all but unchanged
-(docs/uploads.md says how many change).
+around a pencil digit set the contrast before). An image of one component and no lines comes out
+exactly as it went in.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ import math
 import numpy as np
 from PIL import Image
 
-LINE_MIN_SIDE = 64  # smaller images (MNIST's 28x28 among them) are not searched for paper lines
+MIN_SIDE = 64  # smaller images (MNIST's 28x28 among them) are taken as they are
 ANALYSIS_SIDE = 256  # lines and components are found on a grid of about this many cells squared
 LINE_LEVEL = round(255 * 0.12)  # ink above this counts towards a line: rulings are pale
 MAX_TILT = 3.0  # degrees: the most a photographed page's lines lean
@@ -64,30 +63,12 @@ def clear(ink: np.ndarray, smooth: np.ndarray, threshold: int, which: np.ndarray
     """Take the clutter off each image of a stack marked in ``which``, in place: ``ink`` (N, H, W),
     the digit bright on black, and ``smooth``, its median-filtered copy whose pixels above
     ``threshold`` make the digit's mask. Return, for each image, None, or why it has no single
-    digit (a NoDigitFound message)."""
+    digit (a NoDigitFound message). Images under MIN_SIDE a side are left as they are."""
     problems: list[str | None] = [None] * len(ink)
-    for n in np.flatnonzero(which & needs_search(ink)).tolist():
-        problems[n] = clear_one(ink[n], smooth[n], threshold)
+    if min(ink.shape[1:]) >= MIN_SIDE:
+        for n in np.flatnonzero(which).tolist():
+            problems[n] = clear_one(ink[n], smooth[n], threshold)
     return problems
-
-
-def needs_search(ink: np.ndarray) -> np.ndarray:
-    """Which images of a stack of ink (N, H, W) may hold clutter: all of them if they are large
-    enough for paper lines, else those whose ink above LINE_LEVEL leaves an empty row or column
-    inside its bounding box (one connected digit leaves none). The others are left as they are, at
-    no cost."""
-    if min(ink.shape[1:]) >= LINE_MIN_SIDE:
-        return np.ones(len(ink), bool)
-    masks = ink > LINE_LEVEL
-    rows, cols = masks.any(axis=2), masks.any(axis=1)
-    return has_gap(rows) | has_gap(cols)
-
-
-def has_gap(profile: np.ndarray) -> np.ndarray:
-    """Whether each row of a (N, K) bool profile has a False between its first and last True."""
-    filled = np.cumsum(profile, axis=1)
-    inside = (filled > 0) & (filled < filled[:, -1:])
-    return (inside & ~profile).any(axis=1)
 
 
 def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None:
@@ -99,7 +80,7 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     grid = cell_means(inked.view(np.uint8) * np.uint8(255), cell) > 0  # cells with any such ink
     shade = cell_means(ink, cell).astype(np.float64)  # the ink in each cell, for components' mass
     removed = np.zeros(grid.shape, bool)  # cells of lines and frames
-    lines = straight_lines(grid) if min(ink.shape) >= LINE_MIN_SIDE else {}
+    lines = straight_lines(grid)
     paper = {horizontal: (tilt, bins[reaching]) for horizontal, (tilt, bins, reaching, _) in lines.items()}
     if any(runs(bins) >= 2 for _, bins in paper.values()):
         removed |= line_cells(grid, paper)
@@ -109,12 +90,12 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
         removed |= sides
         labels, count = components(grid & ~removed)
     rules = {horizontal: (tilt, bins) for horizontal, (tilt, bins, _, _) in lines.items()}
-    edges, marks = edge_cells(inked, cell), min(ink.shape) >= LINE_MIN_SIDE
+    edges = edge_cells(inked, cell)
     if rules and count:  # a single long line goes where it is far longer than the digit left without it
         rule = line_cells(grid & ~removed, rules)
         rest, left = components(grid & ~removed & ~rule)
         longest = max(lines[horizontal][3] for horizontal in rules)
-        if left and longest >= RULE_RATIO * digit_side(rest, left, shade, edges, marks):
+        if left and longest >= RULE_RATIO * digit_side(rest, left, shade, edges):
             removed |= rule
             labels, count = rest, left
     if count <= 1 and not removed.any():
@@ -122,7 +103,7 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     if count == 0:
         return ONLY_LINES
     mass = np.bincount(labels.ravel(), shade.ravel(), count + 1)[1:]
-    keep, problem = choose(labels, count, mass, edges, marks)
+    keep, problem = choose(labels, count, mass, edges)
     if problem:
         return problem
     if keep.all() and not removed.any():
@@ -150,10 +131,10 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     return None
 
 
-def digit_side(labels: np.ndarray, count: int, shade: np.ndarray, edges: np.ndarray, marks: bool) -> int:
+def digit_side(labels: np.ndarray, count: int, shade: np.ndarray, edges: np.ndarray) -> int:
     """The longer side, in cells, of the digit :func:`choose` finds among the components (the ink
     of each cell in ``shade``)."""
-    keep, _ = choose(labels, count, np.bincount(labels.ravel(), shade.ravel(), count + 1)[1:], edges, marks)
+    keep, _ = choose(labels, count, np.bincount(labels.ravel(), shade.ravel(), count + 1)[1:], edges)
     return box_of(boxes_of(labels, count)[keep])[1]
 
 
@@ -259,12 +240,9 @@ def edge_cells(mask: np.ndarray, cell: int) -> np.ndarray:
     return cells
 
 
-def choose(labels: np.ndarray, count: int, mass: np.ndarray, edges: np.ndarray,
-           marks: bool) -> tuple[np.ndarray, str | None]:
+def choose(labels: np.ndarray, count: int, mass: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, str | None]:
     """Which components make the digit (a bool per component), or why there is no single digit;
-    ``edges`` marks the cells with ink at the image's border, and ``marks`` says whether components
-    at the border and long thin ones (rulers) are marks rather than the digit's (not in images too
-    small for paper lines: in a 28x28 image a digit's stroke may touch the border)."""
+    ``edges`` marks the cells with ink at the image's border."""
     if count == 0:
         return np.zeros(0, bool), ONLY_LINES
     boxes = boxes_of(labels, count)
@@ -275,7 +253,7 @@ def choose(labels: np.ndarray, count: int, mass: np.ndarray, edges: np.ndarray,
               | ((tall >= RULER_LENGTH * height) & (wide <= RULER_BREADTH * tall)))
     # Marks at the border and rulers are the digit only when nothing else can be, and join no digit
     # that is neither.
-    marked = (at_border | ruling) & marks
+    marked = at_border | ruling
     sides = np.maximum(tall, wide)
     heaviest = np.argmax(mass)
     preferred = ~marked & ((mass >= PREFER_INSIDE * mass[heaviest]) | (sides >= PREFER_INSIDE * sides[heaviest]))

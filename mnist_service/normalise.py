@@ -339,8 +339,8 @@ def upper_quartiles(values: np.ndarray) -> np.ndarray:
 
 def even_light(stack: np.ndarray) -> np.ndarray:
     """The stack (N, height, width) with the light of each page that is lit unevenly (a shadow
-    across it) made even (a copy if any is); images under clutter.LINE_MIN_SIDE a side are left as
-    they are.
+    across it) made even (a copy if any is); images under clutter.MIN_SIDE a side are left as they
+    are.
 
     The light is uneven where the upper quartiles of the border's sixteen segments (each side in
     four: the paper's brightness there, even where a digit touches the border) spread over more than
@@ -350,7 +350,7 @@ def even_light(stack: np.ndarray) -> np.ndarray:
     blocks (blocks inside a stroke up to two blocks broad take their neighbours'; a shadow's edge
     stays sharp), then interpolated bilinearly."""
     count, height, width = stack.shape
-    if min(height, width) < clutter.LINE_MIN_SIDE:
+    if min(height, width) < clutter.MIN_SIDE:
         return stack
     rows, cols = max(1, round(height * BORDER_SHARE)), max(1, round(width * BORDER_SHARE))
     quarter_width, quarter_height = width // 4, height // 4  # each side in four (up to 3 px left out)

@@ -110,9 +110,9 @@ def test_a_blank_image_gets_422_and_the_server_keeps_serving(server, samples):
 
 def test_an_image_with_no_single_digit_gets_422_and_the_server_keeps_serving(server, samples):
     """Two digits side by side, and a ruled page with nothing written on it."""
-    two = Image.new("L", (120, 60), 0)
-    two.paste(Image.open(samples[3]).resize((56, 56)), (2, 2))
-    two.paste(Image.open(samples[8]).resize((56, 56)), (62, 2))
+    two = Image.new("L", (200, 100), 0)
+    two.paste(Image.open(samples[3]).resize((84, 84)), (8, 8))
+    two.paste(Image.open(samples[8]).resize((84, 84)), (108, 8))
     assert_problem(classify(server, encode(two)), 422, "several")
     ruled = Image.new("L", (300, 200), 240)
     for y in range(15, 200, 30):
