@@ -102,8 +102,7 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
         return None
     if count == 0:
         return ONLY_LINES
-    mass = np.bincount(labels.ravel(), shade.ravel(), count + 1)[1:]
-    keep, problem = choose(labels, count, mass, edges)
+    keep, problem = choose(labels, count, masses(labels, count, shade), edges)
     if problem:
         return problem
     if keep.all() and not removed.any():
@@ -115,9 +114,9 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
     around = grown_by(digit, 1)
     stays = grown(digit | (around & ~removed), cell, ink.shape)
     if removed.any():
-        on_lines = grown(removed & grown_by(digit, 2), cell, ink.shape) & inked
-        lines_level = np.median(ink[grown(removed, cell, ink.shape) & inked])
-        stays |= on_lines & (ink > STROKE_OVER_LINE * lines_level)
+        lines_ink = grown(removed, cell, ink.shape) & inked
+        near_digit = grown(grown_by(digit, 2), cell, ink.shape)
+        stays |= lines_ink & near_digit & (ink > STROKE_OVER_LINE * np.median(ink[lines_ink]))
     gone = ~stays
     ink[gone] = 0
     smooth[gone] = 0
@@ -134,8 +133,13 @@ def clear_one(ink: np.ndarray, smooth: np.ndarray, threshold: int) -> str | None
 def digit_side(labels: np.ndarray, count: int, shade: np.ndarray, edges: np.ndarray) -> int:
     """The longer side, in cells, of the digit :func:`choose` finds among the components (the ink
     of each cell in ``shade``)."""
-    keep, _ = choose(labels, count, np.bincount(labels.ravel(), shade.ravel(), count + 1)[1:], edges)
+    keep, _ = choose(labels, count, masses(labels, count, shade), edges)
     return box_of(boxes_of(labels, count)[keep])[1]
+
+
+def masses(labels: np.ndarray, count: int, shade: np.ndarray) -> np.ndarray:
+    """Each component's ink: the sum of ``shade`` over its cells."""
+    return np.bincount(labels.ravel(), shade.ravel(), count + 1)[1:]
 
 
 def cell_means(image: np.ndarray, cell: int) -> np.ndarray:
