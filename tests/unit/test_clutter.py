@@ -2,6 +2,8 @@
 paper lines, frames, specks, stray marks and marks at the border go, the digit stays; an image with
 no single digit is refused; an MNIST digit is left as it is."""
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -96,7 +98,7 @@ def test_a_row_of_comb_boxes_with_one_digit(digit, clean):
     def comb(draw):
         for left in range(10, 400, 100):
             draw.rectangle((left, 80, left + 100, 300), outline=40, width=2)
-    page = Image.open(__import__("io").BytesIO(page_with(digit, comb)))
+    page = Image.open(io.BytesIO(page_with(digit, comb)))
     wide = Image.new("L", (PAGE[0] + 300, PAGE[1]), 235)
     wide.paste(page, (0, 0))
     ImageDraw.Draw(wide).rectangle((410, 80, 610, 300), outline=40, width=2)
