@@ -336,7 +336,7 @@ def may_hold_lines(grid: np.ndarray, horizontal: bool) -> bool:
 
 def line_cells(grid: np.ndarray, lines: dict) -> np.ndarray:
     """The cells of ``grid`` on ``lines`` ({horizontal: (tilt, bins)}), but where a stroke crosses a
-    line: a line cell with other ink on both sides of the line, within two cells, stays."""
+    line: a line cell with other ink on both sides of the line, within three cells, stays."""
     cells = np.zeros(grid.shape, bool)
     for horizontal, (tilt, bins) in lines.items():
         cells |= on_lines(grid, horizontal, tilt, bins)
@@ -394,7 +394,7 @@ def hough_lines(along: np.ndarray, across: np.ndarray, length: int, breadth: int
     tilt = int(np.argmax(np.where(lines, counts, 0).sum(axis=1)))
     chosen = np.flatnonzero(lines[tilt])
     # A line is thin: a broad band of full bins is a stroke (a thick bar, a straight stem), not a line.
-    run_of = np.cumsum(np.concatenate([[1], np.diff(chosen) > 1]))
+    run_of = line_numbers(chosen)
     chosen = chosen[np.bincount(run_of)[run_of] <= max(2, LINE_BREADTH * length)]
     if not len(chosen):
         return None
@@ -402,9 +402,15 @@ def hough_lines(along: np.ndarray, across: np.ndarray, length: int, breadth: int
     return tilt, chosen - margin, reaching, int(counts[tilt, chosen].max())
 
 
+def line_numbers(bins: np.ndarray) -> np.ndarray:
+    """For each of a sorted array of line bins, the number (from 1) of the line it is part of:
+    adjacent bins are one line."""
+    return np.cumsum(np.concatenate([[1], np.diff(bins) > 1]))
+
+
 def runs(bins: np.ndarray) -> int:
-    """How many separate lines a sorted array of line bins makes (adjacent bins are one line)."""
-    return int(len(bins) and 1 + np.count_nonzero(np.diff(bins) > 1))
+    """How many separate lines a sorted array of line bins makes."""
+    return int(line_numbers(bins)[-1]) if len(bins) else 0
 
 
 def on_lines(grid: np.ndarray, horizontal: bool, tilt: int, bins: np.ndarray) -> np.ndarray:
