@@ -40,7 +40,7 @@ from mnist_service.settings import Settings
 def build_cnn():
     """The CNN: a 5x5 convolution of stride 2 (28x28 -> 14x14), a 3x3 convolution, a 3x3 one of
     stride 2 (-> 7x7) and another 3x3, each with batch normalisation; dropout, and a dense head with
-    dropout (~0.7M parameters). Nothing is computed at the full 28x28: on a CPU, a 28x28 layer's
+    dropout (~0.67M parameters). Nothing is computed at the full 28x28: on a CPU, a 28x28 layer's
     activations cost more in memory traffic than its arithmetic, and a strided convolution keeps
     the detail that pooling throws away."""
     import keras
@@ -53,11 +53,12 @@ def build_cnn():
     return keras.Sequential(
         [
             keras.Input(shape=model_input.SHAPE, name="pixels"),
-            *conv(32, 5, strides=2), *conv(48), *conv(64, strides=2), layers.Dropout(0.1), *conv(96),
+            # Narrow where the activations are large: with 48 filters at 14x14 and 64 at the stride, an epoch
+            # costs about 1.4x the CPU time, and on held-out images epochs are worth more here than width.
+            *conv(32, 5, strides=2), *conv(32), *conv(48, strides=2), layers.Dropout(0.1), *conv(96),
             layers.Flatten(),
             layers.Dense(128, use_bias=False), layers.BatchNormalization(momentum=0.9), layers.Activation("relu"),
-            # Light dropout: with the augmentation, 12 epochs leave the CNN short of fitting its training
-            # batches, and 0.2/0.4 cost it about 0.04 points of test accuracy.
+            # Light dropout: with the augmentation, the CNN stays short of fitting its training batches.
             layers.Dropout(0.25),
             layers.Dense(10, activation="softmax", name="probabilities"),
         ],
@@ -99,7 +100,7 @@ class Kind:
 
 # The defaults for make, the Docker images and the CLI.
 KINDS = {
-    "cnn": Kind("mnist-cnn", build_cnn, epochs=12, learning_rate=3e-3),
+    "cnn": Kind("mnist-cnn", build_cnn, epochs=16, learning_rate=3e-3),
     "dense": Kind("mnist-dense", build_dense, epochs=20, learning_rate=2e-3),
 }
 WARMUP_SHARE = 0.15  # of the steps: the one-cycle schedule's linear warm-up
