@@ -85,8 +85,7 @@ def test_what_people_really_upload_is_classified(server, samples, style):
     on a page, a coloured phone photo (sideways with an EXIF tag half of the time), a digit among
     clutter (ruled or squared paper, a form box, comb boxes, specks, a stray mark, a shadow); and
     printed digits in system fonts. At most one of the ten may be wrong (the test model is a small one),
-    two for printed digits: the small model's training is not bit-reproducible (tf.data augments in
-    parallel threads), and one run in several got two printed digits wrong (1 and 9)."""
+    two for printed digits, which look least like the handwriting it was trained on."""
     rng = np.random.default_rng(5)
     fonts = realistic_uploads.system_fonts()
     right = []
