@@ -58,6 +58,17 @@ def test_an_mnist_digit_keeps_its_framing(digit):
     assert_mnist_like(pixels, digit, similarity=0.8)
 
 
+def test_mnist_digits_come_out_as_they_went_in(mnist):
+    """Training and the test split go through normalisation: MNIST's digits must keep their 20 px
+    box and their pixels, not be resampled (a box one pixel too wide each side shrinks them by a
+    tenth and blurs them, and costs the model accuracy on the test split)."""
+    digits = mnist.x_test[:1000]
+    pixels = normalise.normalise_stack(digits)
+    sides = [max(right - left, bottom - top) for left, top, right, bottom in normalise.bounding_boxes(pixels > 0)[0]]
+    assert np.mean(np.array(sides) == 20) > 0.97, "the longer side stays 20 px"
+    assert np.abs(pixels.astype(int) - digits).mean() < 2, "the pixels stay as they were, within a few levels"
+
+
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "1", "I;16", "I", "F", "CMYK"])
 def test_every_image_mode(mode, digit, reference):
     """Dark ink on light paper, 5x MNIST's size, stored in each mode Pillow has."""
