@@ -449,7 +449,8 @@ def ink_boxes(ink: np.ndarray, smooth_ink: np.ndarray) -> tuple[np.ndarray, np.n
     median filter and uses the unfiltered ink. The box is then tightened to the ink inside it above
     EDGE_LEVEL of its contrast: MNIST's own box, its digits' faint anti-aliased edges included but
     not the fainter ringing or blur that resizing leaves around strokes. So an MNIST digit keeps its
-    20 px and is not resampled at all (the grown box alone made most of them 22 px, shrunk to 20).
+    20 px and is not resampled at all (the grown box alone would make most of them 21 or 22 px,
+    shrunk to 20).
     """
     boxes, found = bounding_boxes(smooth_ink > MASK_THRESHOLD, grow=1)
     if not found.all():
