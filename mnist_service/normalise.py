@@ -460,9 +460,11 @@ def ink_boxes(ink: np.ndarray, smooth_ink: np.ndarray) -> tuple[np.ndarray, np.n
     _, height, width = ink.shape
     rows, cols = np.arange(height)[None, :, None], np.arange(width)[None, None, :]
     left, upper, right, lower = (side[:, None, None] for side in boxes.T)
-    inside = (rows >= upper) & (rows < lower) & (cols >= left) & (cols < right)
-    tight, inked = bounding_boxes((ink > EDGE_THRESHOLD) & inside)
-    return np.where(inked[:, None], tight, boxes), found
+    # The rows' and the columns' conditions are combined apart, so only one mask is image-sized.
+    inside = ((rows >= upper) & (rows < lower)) & ((cols >= left) & (cols < right))
+    # A digit found has ink above MASK_THRESHOLD, so above EDGE_THRESHOLD, in its box: the tight box
+    # is always defined for it (and the box of an image without a digit is never used).
+    return bounding_boxes((ink > EDGE_THRESHOLD) & inside)[0], found
 
 
 def fit_digits(ink: np.ndarray, boxes: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, list]:
