@@ -100,7 +100,7 @@ class Kind:
 
 # The defaults for make, the Docker images and the CLI.
 KINDS = {
-    "cnn": Kind("mnist-cnn", build_cnn, epochs=18, learning_rate=3e-3),
+    "cnn": Kind("mnist-cnn", build_cnn, epochs=16, learning_rate=3e-3),
     "dense": Kind("mnist-dense", build_dense, epochs=20, learning_rate=2e-3),
 }
 WARMUP_SHARE = 0.15  # of the steps: the one-cycle schedule's linear warm-up
