@@ -8,8 +8,10 @@
 #   make uploads    the model's accuracy on realistic uploads, per style (tools/realistic_uploads.py)
 #   make training-runs  the recipe's spread: train a model once per seed, print each accuracy and the
 #                   mean, min and max, and train the first seed again to compare (tools/training_runs.py)
-#   make bench      benchmark the real server with wrk (tools/benchmark.py)
-#   make faults     the real server under faults: drain, neighbour, overload, kill, soak (tools/faults.py)
+#   make bench      benchmark the real server with wrk beside the bare stack's floor (tools/benchmark.py,
+#                   tools/stack_floor.py); fails if a target is missed
+#   make faults     the real server under faults: drain, neighbour, overload, kill, soak (tools/faults.py);
+#                   fails if a target is missed
 #   make image-test build the CPU image with podman/buildah (no Docker engine needed), run it, check it
 #                   (also read-only, as deploy/kubernetes runs it)
 #   make manifests  render the Kubernetes and KServe manifests (deploy/) with kustomize, validate them

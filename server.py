@@ -24,7 +24,7 @@ from connexion.middleware.exceptions import ExceptionMiddleware  # noqa: E402
 from connexion.problem import problem  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
 
-from mnist_service import open_inference, tf_serving  # noqa: E402
+from mnist_service import open_inference, operations, tf_serving  # noqa: E402
 from mnist_service.errors import ServiceError  # noqa: E402
 from mnist_service.jsonifier import OrjsonJsonifier  # noqa: E402
 from mnist_service.lifecycle import Lifecycle  # noqa: E402
@@ -77,7 +77,9 @@ def create_app(settings: Settings) -> connexion.AsyncApp:
     async def lifespan(_app):
         yield {"models": ModelRegistry(settings).start_loading(), "settings": settings, "lifecycle": lifecycle}
 
-    app = connexion.AsyncApp(__name__, specification_dir=HERE, lifespan=lifespan, jsonifier=OrjsonJsonifier())
+    app = connexion.AsyncApp(__name__, specification_dir=HERE, lifespan=lifespan, jsonifier=OrjsonJsonifier(),
+                             middlewares=operations.middlewares())
+    operations.install(app)
     app.add_api("models.yaml", validator_map=VALIDATOR_MAP)
     app.add_error_handler(ServiceError, service_error)
     app.add_error_handler(ProblemException, connexion_problem)

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 
 class MicroBatcher:
@@ -39,11 +40,11 @@ class MicroBatcher:
         self.max_wait = max_wait
         self._queue: asyncio.Queue | None = None
         self._runner: asyncio.Task | None = None
-        self._held: tuple | None = None  # a submission that did not fit the last batch: it starts the next
+        self._held: _Submission | None = None  # a submission that did not fit the last batch: it starts the next
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="batch", initializer=_lower_priority,
                                             initargs=(nice,))
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # of the last batches, for tests
-        self.pending = 0  # items submitted and not yet answered
+        self.pending = 0  # items queued or in the running batch
         self.seconds_per_item = 0.0  # moving average over the last batches
 
     def expected_wait(self) -> float:
@@ -52,41 +53,58 @@ class MicroBatcher:
         return self.pending * self.seconds_per_item
 
     async def submit(self, items: list) -> list:
-        """The results for ``items`` (one each, in order), computed with whatever else is queued."""
+        """The results for ``items`` (one each, in order), computed with whatever else is queued. A
+        submission cancelled while it is queued (its request's deadline passed) is dropped unrun."""
         if self._runner is None or self._runner.done():
             self._queue, self._held = asyncio.Queue(), None
             self._runner = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((items, future))
+        submission = _Submission(items, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(submission)
         self.pending += len(items)
         try:
-            return await future
+            return await submission.future
         finally:
-            self.pending -= len(items)
+            if not submission.taken:  # dropped unrun: it no longer waits (a taken one counts until run)
+                self.pending -= len(items)
 
-    async def _gather(self) -> list:
+    def _next_waiting(self) -> _Submission | None:
+        """The next queued submission whose request still waits for it, or None."""
+        while not self._queue.empty():
+            submission = self._queue.get_nowait()
+            if not submission.future.done():
+                return submission
+        return None
+
+    async def _gather(self) -> list[_Submission]:
         """The next batch: at least one submission, then whatever is queued (waiting up to
-        max_wait for more), up to max_batch items."""
-        batch = [self._held or await self._queue.get()]
+        max_wait for more), up to max_batch items; submissions whose request stopped waiting for
+        them (cancelled) are left out."""
+        first = self._held
         self._held = None
-        count = len(batch[0][0])
+        while first is None or first.future.done():
+            first = await self._queue.get()
+        batch = [first]
+        count = len(first.items)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
         while count < self.max_batch:
-            if not self._queue.empty():
-                submission = self._queue.get_nowait()
-            elif (left := deadline - loop.time()) > 0:
+            if (submission := self._next_waiting()) is None:
+                if (left := deadline - loop.time()) <= 0:
+                    break
                 try:
                     submission = await asyncio.wait_for(self._queue.get(), left)
                 except TimeoutError:
                     break
-            else:
-                break
-            if count + len(submission[0]) > self.max_batch:
+                if submission.future.done():
+                    continue
+            if count + len(submission.items) > self.max_batch:
                 self._held = submission  # it starts the next batch
                 break
             batch.append(submission)
-            count += len(submission[0])
+            count += len(submission.items)
+        batch = [submission for submission in batch if not submission.future.done()]
+        for submission in batch:
+            submission.taken = True
         return batch
 
     def _process_in_chunks(self, items: list) -> list:
@@ -105,23 +123,38 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._gather()
-            items = [item for submitted, _ in batch for item in submitted]
+            if not batch:
+                continue
+            items = [item for submission in batch for item in submission.items]
             self.batch_sizes.append(len(items))
             try:
                 results, seconds = await loop.run_in_executor(self._executor, self._timed_process, items)
             except Exception as error:  # every request of the batch gets the error
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+                results, seconds = None, None
+                for submission in batch:
+                    if not submission.future.done():
+                        submission.future.set_exception(error)
+            finally:
+                self.pending -= len(items)
+            if results is None:
                 continue
             # from 0, each batch moves the average by a tenth: the first, slow ones (cold caches) weigh
             # little, so a fresh worker does not shed what it can serve
             self.seconds_per_item += 0.1 * (seconds / len(items) - self.seconds_per_item)
             start = 0
-            for submitted, future in batch:
-                if not future.done():  # the client may have gone away
-                    future.set_result(results[start : start + len(submitted)])
-                start += len(submitted)
+            for submission in batch:
+                if not submission.future.done():  # its request may have passed its deadline meanwhile
+                    submission.future.set_result(results[start : start + len(submission.items)])
+                start += len(submission.items)
+
+
+@dataclass(eq=False)
+class _Submission:
+    """One request's items and the future its results go to; ``taken`` once a batch holds it."""
+
+    items: list
+    future: asyncio.Future
+    taken: bool = False
 
 
 def _lower_priority(nice: int) -> None:

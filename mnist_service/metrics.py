@@ -35,12 +35,16 @@ BATCH_SIZE = Histogram(
 PREDICTED = Counter("mnist_predictions_total", "Images classified, by model and predicted digit.",
                     ["model", "digit"])
 SHED = Counter(
-    "mnist_shed_requests_total", "Inference requests shed (503 at once), by reason: in_flight (MAX_IN_FLIGHT) "
-    "or queue (MAX_QUEUE_WAIT_MS).", ["reason"],
+    "mnist_shed_requests_total", "Inference requests shed (503), by reason: in_flight (at the worker's door: "
+    "MAX_IN_FLIGHT, MAX_QUEUED, MAX_QUEUE_WAIT_MS) or queue (a model's queue: MAX_QUEUE_WAIT_MS).", ["reason"],
 )
 IN_FLIGHT = Gauge(
-    "mnist_requests_in_flight", "Requests the workers hold (admitted, not yet answered), sampled every 0.1 s.",
-    multiprocess_mode="livesum",
+    "mnist_requests_in_flight", "Inference requests the workers run (admitted, not yet answered), sampled every "
+    "0.1 s.", multiprocess_mode="livesum",
+)
+QUEUED = Gauge(
+    "mnist_requests_queued", "Inference requests waiting in line for a slot (past MAX_IN_FLIGHT), sampled every "
+    "0.1 s.", multiprocess_mode="livesum",
 )
 MODEL_LOAD_SECONDS = Gauge(
     "mnist_model_load_seconds", "Seconds the last model load took (load and warm-up).",

@@ -116,12 +116,16 @@ class Settings:
         "the request gets 413 before any image is decoded.")
     max_in_flight: int = setting(
         "MAX_IN_FLIGHT", 32, whole(1), "`32`",
-        "Most inference requests (POST) a worker holds at once; one more is shed at once: 503 with "
-        "`Retry-After`.")
+        "Most inference requests (POST) a worker runs at once; the next ones wait in line for a slot.")
+    max_queued: int = setting(
+        "MAX_QUEUED", 256, whole(0), "`256`",
+        "Most inference requests a worker lets wait in line past `MAX_IN_FLIGHT` (uvicorn stops reading a "
+        "waiting request's body past 64 KiB); one more is shed at once: 503 with `Retry-After`.")
     max_queue_wait_ms: float = setting(
         "MAX_QUEUE_WAIT_MS", 2000.0, number(1), "`2000`",
-        "A request whose images would wait longer than this in a busy model queue (the images queued times "
-        "the recent time an image takes) is shed: 503 with `Retry-After`.")
+        "Longest a request may wait: in line for a slot (one whose line is expected to take longer, from "
+        "the requests ahead and the recent time a request takes, is shed at once), and in a busy model "
+        "queue (the images queued times the recent time an image takes); past it, 503 with `Retry-After`.")
     headers_timeout_seconds: float = setting(
         "HEADERS_TIMEOUT_SECONDS", 10.0, number(0.1), "`10`",
         "A connection whose request headers are not complete this long after it opened (or after its "

@@ -1,5 +1,5 @@
-"""The gunicorn worker class (gunicorn.conf.py): uvicorn's, with a graceful drain, load shedding
-at the door and a deadline for request headers.
+"""The gunicorn worker class (gunicorn.conf.py): uvicorn's, with a graceful drain, admission at
+the door and a deadline for request headers.
 
 - **Drain.** uvicorn stops accepting at once on SIGTERM and closes every connection whose request
   has not begun, so requests sent around a rolling restart are refused or reset. Here the first
@@ -8,12 +8,19 @@ at the door and a deadline for request headers.
   accepting, closes idle connections and waits for the requests in flight. A second SIGTERM, or
   SIGINT or SIGQUIT (gunicorn's quick stop), stops at once. While draining, every answer closes
   its connection.
-- **Shedding at the door.** An inference request (POST) that finds the worker holding
-  MAX_IN_FLIGHT requests is answered 503 at once by mnist_service.admission, without the app.
+- **Admission.** The app the worker serves is mnist_service.admission's door: at most
+  MAX_IN_FLIGHT inference requests (POST) run at once, the next ones wait in line, and what cannot
+  be served in time is shed with 503. The door counts a request in and out within its own ASGI
+  call, so no way a connection ends can leave a slot taken.
 - **Headers deadline.** uvicorn has no limit on how long a client may take to send its request
   headers (a slowloris holds a connection open by trickling them). A connection whose headers are
   not complete HEADERS_TIMEOUT_SECONDS after it opened, or after the first byte of its next
   request, gets 408 and is closed. The body's deadline is the app's (middleware.RequestLimits).
+  Nor does httptools limit the headers' size: past MAX_HEADER_BYTES a request gets 431 and its
+  connection is closed.
+- **Pipelining.** uvicorn runs pipelined requests one after the other; when the client goes away,
+  the request running is told so too (uvicorn tells only the last one parsed), so it does not
+  write its answer to a closed connection.
 """
 
 from __future__ import annotations
@@ -34,18 +41,24 @@ from mnist_service import metrics
 from mnist_service.admission import Door, Shed
 from mnist_service.lifecycle import Lifecycle
 
+# The most bytes of request headers (names, values and separators) a request may have: 32 KiB,
+# nginx's default limit (large_client_header_buffers 4 x 8k).
+MAX_HEADER_BYTES = 32 * 1024
+
 
 class ServiceProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol (httptools), closing a connection whose headers come too slowly,
-    shedding what the worker cannot hold, and closing connections while the worker drains."""
+    """uvicorn's HTTP protocol (httptools), closing a connection whose headers come too slowly, and
+    closing connections while the worker drains. It overrides three of the parser's callbacks and
+    sets the request cycle's ``keep_alive``: internals of uvicorn, whose version is pinned
+    (requirements/serve.txt) and whose seam tests/http/test_abuse.py and test_operations.py cover."""
 
-    def __init__(self, *args, headers_timeout: float, door: Door, shed: Shed, lifecycle: Lifecycle, **kwargs):
+    def __init__(self, *args, headers_timeout: float, lifecycle: Lifecycle, **kwargs):
         super().__init__(*args, **kwargs)
         self.headers_timeout = headers_timeout
-        self.door = door
-        self.shed = shed
         self.lifecycle = lifecycle
         self._headers_timer = None
+        self._header_bytes = 0
+        self._running = None  # the cycle whose task runs (uvicorn's ``cycle`` is the last one parsed)
 
     def _arm(self) -> None:
         if self._headers_timer is None:
@@ -62,60 +75,58 @@ class ServiceProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._header_bytes = 0
         self._arm()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > MAX_HEADER_BYTES:
+            # httptools sets no limit: a client could make the worker hold any amount of headers
+            self._refuse(431, "Request Header Fields Too Large", "Request headers too large",
+                         f"the request headers are over {MAX_HEADER_BYTES} bytes")
+            raise httptools.HttpParserCallbackError("headers too large")  # stops parsing this connection
+        super().on_header(name, value)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.transport.is_closing():  # nothing more is read from a connection refused above
+            super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self.transport.is_closing():  # uvicorn's 400 for the parse stopped above: answered already
+            super().send_400_response(msg)
+
+    def _start_asgi_task(self, cycle, app) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
 
     def on_headers_complete(self) -> None:
         self._disarm()
-        if self.parser.get_method() == b"POST" and not self.door.admit():
-            self._shed()
-            return
         super().on_headers_complete()
         if self.lifecycle.draining:
             self.cycle.keep_alive = False  # uvicorn answers with Connection: close
 
-    def _shed(self) -> None:
-        """Answer this request 503 at once. Written here, without a task, a cycle or the app, it
-        costs a fraction of an admitted request; the parser then drops its body (the stand-in cycle
-        is complete). Behind a request still being answered (pipelining), or one whose client
-        waits for 100-continue, it goes through uvicorn as an app instead, in order."""
-        if (self.cycle is not None and not self.cycle.response_complete) or self.expect_100_continue:
-            app, self.app = self.app, self.shed  # this request only: uvicorn runs self.app for it
-            try:
-                super().on_headers_complete()
-            finally:
-                self.app = app
-            return
-        closing = self.lifecycle.draining or not self.parser.should_keep_alive()
-        self.cycle = _Answered()
-        self.transport.write(self.shed.answer(httptools.parse_url(self.url).path, closing))
-        if closing:
-            self.transport.close()
-        else:
-            self.on_response_complete()
-
     def connection_lost(self, exc) -> None:
         self._disarm()
+        # uvicorn marks only the last request parsed as disconnected; with requests pipelined behind
+        # it, the one running would go on to write to the closed transport (an error logged each time)
+        if self._running is not None and not self._running.response_complete:
+            self._running.disconnected = True
+            self._running.message_event.set()
         super().connection_lost(exc)
 
     def _headers_too_slow(self) -> None:
         self._headers_timer = None
-        if self.transport.is_closing():
-            return
-        body = orjson.dumps({
-            "type": "about:blank", "title": "Request headers too slow", "status": 408,
-            "detail": f"the request headers did not arrive within {self.headers_timeout:g} s "
-                      "(HEADERS_TIMEOUT_SECONDS)"})
-        self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/problem+json\r\n"
-                             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+        if not self.transport.is_closing():
+            self._refuse(408, "Request Timeout", "Request headers too slow",
+                         f"the request headers did not arrive within {self.headers_timeout:g} s "
+                         "(HEADERS_TIMEOUT_SECONDS)")
+
+    def _refuse(self, status: int, reason: str, title: str, detail: str) -> None:
+        """Answer a problem at once, before the request reaches the app, and close the connection."""
+        body = orjson.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/problem+json\r\ncontent-length: %d\r\n"
+                             b"connection: close\r\n\r\n%s" % (status, reason.encode(), len(body), body))
         self.transport.close()
-
-
-class _Answered:
-    """Stands in for uvicorn's request cycle of a request the protocol answered itself."""
-
-    response_complete = True
-    disconnected = False
-    message_event = asyncio.Event()  # connection_lost sets it; nothing waits on it
 
 
 class DrainingServer(Server):
@@ -140,6 +151,7 @@ class DrainingServer(Server):
         if self.lifecycle.drain_over():
             self.should_exit = True
         metrics.IN_FLIGHT.set(self.door.held)  # every 0.1 s: cheaper than per request
+        metrics.QUEUED.set(self.door.queued)
         return await super().on_tick(counter)
 
 
@@ -150,11 +162,12 @@ class ServiceWorker(UvicornWorker):
     async def _serve(self) -> None:
         app = self.wsgi
         settings = app.settings
-        door = Door(app, settings.max_in_flight)
+        max_wait = settings.max_queue_wait_ms / 1000
+        door = Door(app, settings.max_in_flight, settings.max_queued, max_wait,
+                    Shed(settings.max_in_flight, settings.max_queued, settings.max_queue_wait_ms))
         self.config.app = door
         self.config.http = functools.partial(
-            ServiceProtocol, headers_timeout=settings.headers_timeout_seconds, lifecycle=app.lifecycle,
-            door=door, shed=Shed(settings.max_in_flight))
+            ServiceProtocol, headers_timeout=settings.headers_timeout_seconds, lifecycle=app.lifecycle)
         server = DrainingServer(self.config, app.lifecycle, door)
         # gunicorn's quick stop (SIGINT or SIGQUIT to the master) sends SIGQUIT: stop now, no drain.
         asyncio.get_running_loop().add_signal_handler(signal.SIGQUIT, server.stop_now)

@@ -1,21 +1,31 @@
-"""Benchmark the real server: gunicorn with its default configuration, driven by wrk.
+"""Benchmark the real server: gunicorn with its default configuration, driven by wrk, beside the
+bare stack it is built on.
 
     python -m tools.benchmark [--duration 10] [--connections 1,8,32] [--batch-files 64] [--model mnist-cnn]
 
 Starts ``gunicorn -c gunicorn.conf.py server:app`` on a free port serving the trained models
 (var/data/, or $MODEL_DIR), waits until every worker is ready, then runs wrk
 (installed from Debian's packages when missing) with a multipart body: single 28x28 PNG uploads at
-each connection count, then the batch route with ``--batch-files`` images a request, then the Open
-Inference Protocol's infer route with one PNG a request as tritonclient sends it by default (a
-BYTES tensor in binary tensor data), at the largest connection count. It prints
-req/s, p50, p99 and errors, images/s, each worker's resident memory before and after, and the
-model's bare compute floor (the model called directly by the server's engine, $INFERENCE_ENGINE,
-batch 1 and batch 64, one thread, as a worker runs it) with the served throughput as a share of it,
-and what normalising one upload costs, in this process (normalise.upload_to_pixels, from file
-bytes to 28x28 pixels): the 28x28 PNG, a 1-megapixel phone photo of a digit on paper (JPEG) and a
-1-megapixel photo of a digit on ruled paper (JPEG, the clutter search at work).
-"""
+each connection count, then the batch route with ``--batch-files`` images a request at 8
+connections, then the Open Inference Protocol's infer route with one PNG a request as tritonclient
+sends it by default (a BYTES tensor in binary tensor data), at the largest connection count. With
+the service stopped, it then serves the stack floor (tools.stack_floor: gunicorn, the same number of
+uvicorn workers, a bare Starlette route that parses the multipart body and decodes the PNG) and
+runs the same single-PNG script at the largest connection count. It prints req/s, p50, p99 and
+errors of every run, the service's req/s and p99 beside the floor's and their ratio, each worker's
+resident memory before and after, and the model's bare compute floor (the model called directly
+by the server's engine, $INFERENCE_ENGINE, batch 1 and batch 64, one thread, as a worker runs it)
+with the served throughput as a share of it, and what normalising one upload costs, in this
+process (normalise.upload_to_pixels, from file bytes to 28x28 pixels): the 28x28 PNG, a
+1-megapixel phone photo of a digit on paper (JPEG) and a 1-megapixel photo of a digit on ruled
+paper (JPEG, the clutter search at work).
 
+It ends with the targets, PASS or FAIL (figures of this machine and this run, not tests):
+single PNGs at the largest connection count (32 by default) at least 45% of the stack floor's
+req/s, without errors, and p99 at most 20 ms; at 1 connection p50 at most 1 ms; the batch route's
+images/s at least 50% of the model compute floor times the workers. A target whose run was not
+asked for (--connections without 1) is SKIP. The exit status is 1 if a target failed, else 0.
+"""
 from __future__ import annotations
 
 import argparse
@@ -30,10 +40,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 
+from tools import stack_floor
 from tools.readiness import free_port, wait_until_ready, worker_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,8 +102,9 @@ def lua_script(body: bytes, folder: Path, name: str, headers: dict[str, str] | N
 
 
 def to_ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
-    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    """Milliseconds from a time as wrk prints it: 250.00us, 1.20ms, 20.01s, 1.00m, 2.00h."""
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", value).groups()
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}[unit]
 
 
 def run_wrk(wrk: str, url: str, script: Path, connections: int, duration: int) -> dict:
@@ -161,6 +175,48 @@ def normalisation_costs(png: bytes) -> dict[str, float]:
     return costs
 
 
+@dataclass
+class Target:
+    """One figure against its target; ``passed`` is None when its run was not asked for."""
+
+    figure: str
+    value: str
+    target: str
+    passed: bool | None
+
+    def __str__(self) -> str:
+        verdict = "SKIP" if self.passed is None else "PASS" if self.passed else "FAIL"
+        return f"{verdict}  {self.figure}: {self.value} [target {self.target}]"
+
+
+def row(route: str, connections: int, result: dict, images_per_request: int = 1) -> str:
+    """A line of the results table."""
+    return (f"{route:<32}{connections:>6}{result['rps']:>10.0f}{result['rps'] * images_per_request:>10.0f}"
+            f"{result['p50']:>9.2f}{result['p99']:>9.2f}{result['errors']:>8}")
+
+
+def stop(server: subprocess.Popen) -> None:
+    """SIGTERM to a gunicorn started in its own session: the master and its workers."""
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=60)
+
+
+def wait_for_stack_floor(url: str, server: subprocess.Popen, body: bytes, streak: int, log: Path) -> None:
+    """Post ``body`` to the stack floor until it answers 200 ``streak`` times in a row, each on a new
+    connection so that every worker has answered (it has no readiness route)."""
+    started, answered = time.monotonic(), 0
+    while answered < streak:
+        if server.poll() is not None or time.monotonic() - started > 60:
+            sys.exit(f"the stack floor did not serve: see {log}")
+        try:
+            ok = httpx.post(url, content=body, timeout=10, headers={
+                "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}).status_code == 200
+        except httpx.TransportError:
+            ok = False
+        answered = answered + 1 if ok else 0
+        time.sleep(0.02)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -183,6 +239,15 @@ def main() -> int:
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "MODEL_DIR": str(model_dir)}
     folder = Path(tempfile.mkdtemp(prefix="mnist-bench-"))
+    single_body = multipart("file", [png])
+    single = lua_script(single_body, folder, "single")
+    batch = lua_script(multipart("files", [png] * args.batch_files), folder, "batch")
+    infer_body, infer_headers = binary_infer(png)
+    infer = lua_script(infer_body, folder, "infer", infer_headers)
+    connection_counts = [int(c) for c in args.connections.split(",")]
+    most = max(connection_counts)
+    header = f"{'route':<32}{'conns':>6}{'req/s':>10}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+
     log = open(folder / "server.log", "w")
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "server:app"],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -191,10 +256,6 @@ def main() -> int:
             ready_seconds = wait_until_ready(url, server, timeout=180, streak=10 * workers)
         except RuntimeError as error:
             sys.exit(f"{error}see {folder / 'server.log'}")
-        single = lua_script(multipart("file", [png]), folder, "single")
-        batch = lua_script(multipart("files", [png] * args.batch_files), folder, "batch")
-        infer_body, infer_headers = binary_infer(png)
-        infer = lua_script(infer_body, folder, "infer", infer_headers)
         query = f"?model={args.model}"
         run_wrk(wrk, f"{url}/mnist/classify{query}", single, 8, 2)  # warm-up
         rss_before = worker_rss_mb(server.pid)
@@ -203,26 +264,42 @@ def main() -> int:
               "times in a row, each on a new connection)")
         print(f"server: gunicorn, {workers} uvicorn workers (default gunicorn.conf.py), model {args.model}; "
               f"load: wrk on the same machine, {args.duration} s a run; {os.cpu_count()} CPUs", flush=True)
-        print(f"{'route':<32}{'conns':>6}{'req/s':>10}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+        print(header)
         results = {}
-        for connections in [int(c) for c in args.connections.split(",")]:
-            result = run_wrk(wrk, f"{url}/mnist/classify{query}", single, connections, args.duration)
-            results[connections] = result
-            print(f"{'/mnist/classify (28x28 PNG)':<32}{connections:>6}{result['rps']:>10.0f}{result['rps']:>10.0f}"
-                  f"{result['p50']:>9.2f}{result['p99']:>9.2f}{result['errors']:>8}", flush=True)
-        result = run_wrk(wrk, f"{url}/mnist/classify/batch{query}", batch, 8, args.duration)
-        batch_images = result["rps"] * args.batch_files
-        route = f"/mnist/classify/batch ({args.batch_files} PNGs)"
-        print(f"{route:<32}{8:>6}{result['rps']:>10.0f}{batch_images:>10.0f}"
-              f"{result['p50']:>9.2f}{result['p99']:>9.2f}{result['errors']:>8}", flush=True)
-        connections = max(results)
-        result = run_wrk(wrk, f"{url}/v2/models/{args.model}/infer", infer, connections, args.duration)
-        print(f"{'/v2/.../infer (BYTES, binary)':<32}{connections:>6}{result['rps']:>10.0f}{result['rps']:>10.0f}"
-              f"{result['p50']:>9.2f}{result['p99']:>9.2f}{result['errors']:>8}", flush=True)
+        for connections in connection_counts:
+            results[connections] = run_wrk(wrk, f"{url}/mnist/classify{query}", single, connections, args.duration)
+            print(row("/mnist/classify (28x28 PNG)", connections, results[connections]), flush=True)
+        batch_result = run_wrk(wrk, f"{url}/mnist/classify/batch{query}", batch, 8, args.duration)
+        batch_images = batch_result["rps"] * args.batch_files
+        print(row(f"/mnist/classify/batch ({args.batch_files} PNGs)", 8, batch_result, args.batch_files), flush=True)
+        infer_result = run_wrk(wrk, f"{url}/v2/models/{args.model}/infer", infer, most, args.duration)
+        print(row("/v2/.../infer (BYTES, binary)", most, infer_result), flush=True)
         rss_after = worker_rss_mb(server.pid)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server)
+
+    # The floor runs alone, after the service has stopped, so that the two do not share the cores.
+    floor_port = free_port()
+    floor_url = f"http://127.0.0.1:{floor_port}/mnist/classify"
+    floor_log_path = folder / "stack-floor.log"
+    floor_log = open(floor_log_path, "w")
+    floor_server = subprocess.Popen(stack_floor.command(floor_port, workers), cwd=ROOT, env=os.environ.copy(),
+                                    stdout=floor_log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_stack_floor(floor_url, floor_server, single_body, 10 * workers, floor_log_path)
+        run_wrk(wrk, floor_url, single, 8, 2)  # warm-up
+        floor_result = run_wrk(wrk, floor_url, single, most, args.duration)
+    finally:
+        stop(floor_server)
+    service_result = results[most]
+    floor_share = service_result["rps"] / floor_result["rps"]
+    print(f"\nstack floor: gunicorn, {workers} uvicorn workers, tools.stack_floor (Starlette multipart parse, "
+          "Pillow decode, orjson answer; no model, no connexion), alone, after the service stopped")
+    print(header)
+    print(row("stack floor /mnist/classify", most, floor_result))
+    print(f"service / stack floor at {most} connections: {service_result['rps']:.0f} / {floor_result['rps']:.0f} "
+          f"req/s = {floor_share:.1%}; p99 {service_result['p99']:.2f} / {floor_result['p99']:.2f} ms "
+          f"= {service_result['p99'] / floor_result['p99']:.1f}x", flush=True)
 
     pixels = normalise.upload_to_pixels(png)
     floor = compute_floor(model_path, pixels)
@@ -232,11 +309,32 @@ def main() -> int:
     print(f"model compute floor, one thread: {floor[1]:.0f} images/s at batch 1, {floor[64]:.0f} at batch 64; "
           f"x{workers} workers = {machine_floor:.0f} images/s")
     best = max(r["rps"] for r in results.values())
-    print(f"served single-image throughput {best:.0f} req/s = {best / machine_floor:.0%} of the floor; "
+    print(f"served single-image throughput {best:.0f} req/s = {best / machine_floor:.0%} of the model compute floor; "
           f"batch route {batch_images:.0f} images/s = {batch_images / machine_floor:.0%}")
     print("normalising one upload (this process, one thread): "
           + ", ".join(f"{name} {ms:.2f} ms" for name, ms in normalisation_costs(png).items()))
-    return 0
+
+    one = results.get(1)
+    targets = [
+        Target(f"single PNG req/s at {most} connections / stack floor's",
+               f"{service_result['rps']:.0f} / {floor_result['rps']:.0f} = {floor_share:.1%}, "
+               f"errors {service_result['errors']}",
+               ">= 45%, no errors", floor_share >= 0.45 and service_result["errors"] == 0),
+        Target(f"single PNG p99 at {most} connections", f"{service_result['p99']:.2f} ms", "<= 20 ms",
+               service_result["p99"] <= 20),
+        Target("single PNG p50 at 1 connection", "not run (--connections lacks 1)" if one is None
+               else f"{one['p50']:.2f} ms", "<= 1 ms", None if one is None else one["p50"] <= 1),
+        Target(f"batch route ({args.batch_files} PNGs, 8 connections) images/s / model compute floor x{workers}",
+               f"{batch_images:.0f} / {machine_floor:.0f} = {batch_images / machine_floor:.0%}", ">= 50%",
+               batch_images / machine_floor >= 0.5),
+    ]
+    print("\ntargets (benchmark figures of this machine and run, not tests):")
+    for target in targets:
+        print(f"  {target}")
+    failed = sum(target.passed is False for target in targets)
+    print(f"{sum(target.passed is True for target in targets)} of {len(targets)} targets met"
+          + (f", {failed} failed" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -103,11 +103,11 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_in_flight_fail(server
 
 
 def test_overload_is_shed_at_once_with_503_and_the_probes_answer_throughout(small_models, tmp_path, samples):
-    """More batch requests at once than a worker may hold (MAX_IN_FLIGHT=2): the excess gets 503
-    with Retry-After and a problem saying why, each counted in /metrics; nothing else goes wrong,
-    and /health/live and /health/ready answer 200 all along."""
+    """More batch requests at once than a worker may run and hold in line (MAX_IN_FLIGHT=2,
+    MAX_QUEUED=2): the excess gets 503 with Retry-After and a problem saying why, each counted in
+    /metrics; nothing else goes wrong, and /health/live and /health/ready answer 200 all along."""
     parts = batch_parts(samples, 32)
-    with gunicorn(small_models, tmp_path, MAX_IN_FLIGHT="2") as running:
+    with gunicorn(small_models, tmp_path, MAX_IN_FLIGHT="2", MAX_QUEUED="2") as running:
         wait_until_ready(running)
         probes, done = [], threading.Event()
 

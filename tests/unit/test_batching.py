@@ -104,3 +104,31 @@ def test_an_error_reaches_every_request_of_the_batch_and_the_batcher_goes_on():
         return await batcher.submit([5])
 
     assert run(scenario()) == [5]
+
+
+def test_a_request_that_stops_waiting_has_its_queued_items_dropped_unrun():
+    """A request past its deadline (its task cancelled) while its items wait behind a running
+    batch: they are never processed, and the batcher stops counting them at once."""
+    processed = []
+
+    def record(items):
+        processed.extend(items)
+        time.sleep(0.05)
+        return items
+
+    async def scenario():
+        batcher = MicroBatcher(record, max_batch=1)
+        running = asyncio.create_task(batcher.submit(["running"]))
+        await asyncio.sleep(0.01)  # the first batch is in the thread
+        late = asyncio.create_task(batcher.submit(["late", "late"]))
+        await asyncio.sleep(0)
+        assert batcher.pending == 3
+        late.cancel()
+        await asyncio.gather(late, return_exceptions=True)
+        assert batcher.pending == 1, "the cancelled items no longer count as queued"
+        after = await batcher.submit(["after"])
+        return await running, after, batcher
+
+    running, after, batcher = run(scenario())
+    assert processed == ["running", "after"] and (running, after) == (["running"], ["after"])
+    assert batcher.pending == 0

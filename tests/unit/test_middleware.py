@@ -1,12 +1,11 @@
 """The request limits (size, body time, processing deadline) as ASGI middleware around stand-in
-apps, the door that sheds what a worker cannot hold, and the access log's lines."""
+apps, and the access log's lines."""
 
 import asyncio
 import json
 
 import pytest
 
-from mnist_service.admission import Door, Shed
 from mnist_service.errors import BodyTimedOut, RequestTimedOut, UploadTooLarge
 from mnist_service.middleware import RequestLimits, log_line
 
@@ -93,34 +92,6 @@ def test_a_request_not_answered_by_its_deadline_gets_504_however_long_its_body_t
         # the body takes 0.4 s, longer than the processing deadline: its own time does not count
         run(limits(slow, body_timeout=5, request_timeout=0.3), [b"x"] * 4, pause=0.1)
     assert late.value.status == 504
-
-
-def test_the_door_admits_up_to_its_limit_and_counts_each_answered_request_out():
-    async def app(scope, receive, send):
-        pass
-
-    door = Door(app, max_in_flight=2)
-    assert door.admit() and door.admit() and not door.admit()
-    asyncio.run(door({"type": "http", "method": "POST"}, None, None))
-    assert door.held == 1 and door.admit() and not door.admit()
-    asyncio.run(door({"type": "http", "method": "GET"}, None, None))  # a GET is never counted in
-    assert door.held == 2
-
-
-def test_a_shed_answer_is_a_whole_503_with_retry_after_and_a_problem_or_tf_servings_error():
-    import json
-
-    shed = Shed(max_in_flight=7)
-    head, body = shed.answer(b"/mnist/classify", closing=False).split(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    assert lines[0] == b"HTTP/1.1 503 Service Unavailable"
-    headers = dict(line.split(b": ") for line in lines[1:])
-    assert headers[b"retry-after"] == b"1" and headers[b"content-type"] == b"application/problem+json"
-    assert int(headers[b"content-length"]) == len(body) and b"connection" not in headers
-    problem = json.loads(body)
-    assert problem["status"] == 503 and "holds 7 requests" in problem["detail"] and "MAX_IN_FLIGHT" in problem["detail"]
-    head, body = shed.answer(b"/v1/models/mnist-cnn:predict", closing=True).split(b"\r\n\r\n")
-    assert b"connection: close" in head and list(json.loads(body)) == ["error"]
 
 
 @pytest.mark.parametrize("path", ["/mnist/classify", "/v2/models/x/versions/\u2028\x85\u2029\x1c\U0003943d", "/é"])
