@@ -8,6 +8,7 @@ aggregates them with its multiprocess collector (the settings' ``metrics_dir``).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,19 @@ MODEL_LOAD_SECONDS = Gauge(
     "mnist_model_load_seconds", "Seconds the last model load took (load and warm-up).",
     multiprocess_mode="max",
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def requests_of(route: str, method: str, status: int):
+    """The request counter's child for these labels, looked up once (a lookup costs more than the
+    increment)."""
+    return REQUESTS.labels(route=route, method=method, status=str(status))
+
+
+@functools.lru_cache(maxsize=256)
+def latency_of(route: str):
+    """The latency histogram's child for ``route``, looked up once."""
+    return LATENCY.labels(route=route)
 
 
 def observe_inference(model: str, probabilities: np.ndarray) -> None:

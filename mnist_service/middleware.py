@@ -27,13 +27,57 @@ from mnist_service.errors import BodyTimedOut, RequestTimedOut, UploadTooLarge
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
 
+
+
+class BufferedLines(logging.StreamHandler):
+    """A stream handler that writes its lines in one write a tenth of a second (or 256 lines)
+    rather than one write each: under load, a write per request is a system call per request.
+    ``flush`` writes what is held; the worker calls it every 0.1 s, logging at exit."""
+
+    MAX_LINES = 256
+    MAX_AGE = 0.1
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._lines: list[str] = []
+        self._since = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        with self.lock:
+            if not self._lines:
+                self._since = time.monotonic()
+            self._lines.append(line)
+            due = len(self._lines) >= self.MAX_LINES or time.monotonic() - self._since >= self.MAX_AGE
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            lines, self._lines = self._lines, []
+            if lines:
+                self.stream.write("\n".join(lines) + "\n")
+            if self.stream and hasattr(self.stream, "flush"):
+                self.stream.flush()
+
+
 access_log = logging.getLogger("mnist.access")
 access_log.propagate = False
 if not access_log.handlers:
-    _handler = logging.StreamHandler(sys.stdout)
+    _handler = BufferedLines(sys.stdout)
     _handler.setFormatter(logging.Formatter("%(message)s"))
     access_log.addHandler(_handler)
     access_log.setLevel(logging.INFO)
+
+
+def flush_access_log() -> None:
+    """Write out the access log's lines held (the worker calls it every 0.1 s)."""
+    for handler in access_log.handlers:
+        handler.flush()
 
 
 def _new_request_id() -> bytes:
@@ -90,8 +134,8 @@ class RequestObserver:
     def _record(scope, request_id: str, status: int, seconds: float) -> None:
         routing = scope.get("extensions", {}).get("connexion_routing", {})
         route = routing.get("operation_id") or ("ui" if scope["path"].startswith("/ui") else "unrouted")
-        metrics.REQUESTS.labels(route=route, method=scope["method"], status=str(status)).inc()
-        metrics.LATENCY.labels(route=route).observe(seconds)
+        metrics.requests_of(route, scope["method"], status).inc()
+        metrics.latency_of(route).observe(seconds)
         if status >= 400:
             metrics.ERRORS.labels(kind=HTTPStatus(status).phrase).inc()
         entry = {

@@ -40,6 +40,7 @@ from uvicorn_worker import UvicornWorker
 from mnist_service import metrics
 from mnist_service.admission import Door, Shed
 from mnist_service.lifecycle import Lifecycle
+from mnist_service.middleware import flush_access_log
 
 # The most bytes of request headers (names, values and separators) a request may have: 32 KiB,
 # nginx's default limit (large_client_header_buffers 4 x 8k).
@@ -70,7 +71,7 @@ class ServiceProtocol(HttpToolsProtocol):
             self._headers_timer = None
 
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)
+        super().connection_made(CoalescedWrites(transport, self.loop))
         self._arm()
 
     def on_message_begin(self) -> None:
@@ -129,6 +130,34 @@ class ServiceProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+class CoalescedWrites:
+    """A transport whose writes of one turn of the event loop go out as one: uvicorn writes an
+    answer's headers and its body apart, two system calls (and two TCP segments) where one does.
+    Everything else is the transport's own."""
+
+    def __init__(self, transport, loop):
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self._flush)
+        self._held.append(data)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, []
+        if held and not self._transport.is_closing():
+            self._transport.write(b"".join(held))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
 class DrainingServer(Server):
     """uvicorn's server, whose first SIGTERM begins the app's drain; it shuts down when the drain
     is over."""
@@ -152,6 +181,7 @@ class DrainingServer(Server):
             self.should_exit = True
         metrics.IN_FLIGHT.set(self.door.held)  # every 0.1 s: cheaper than per request
         metrics.QUEUED.set(self.door.queued)
+        flush_access_log()
         return await super().on_tick(counter)
 
 
