@@ -10,7 +10,8 @@
 #                   mean, min and max, and train the first seed again to compare (tools/training_runs.py)
 #   make bench      benchmark the real server with wrk beside the bare stack's floor (tools/benchmark.py,
 #                   tools/stack_floor.py); fails if a target is missed
-#   make faults     the real server under faults: drain, neighbour, overload, kill, soak (tools/faults.py);
+#   make faults     the real server under faults: drain, neighbour, overload, kill, soak, and a raw-socket
+#                   abuse corpus (tools/faults.py, tests/abuse.py);
 #                   fails if a target is missed
 #   make image-test build the CPU image with podman/buildah (no Docker engine needed), run it, check it
 #                   (also read-only, as deploy/kubernetes runs it)

@@ -48,10 +48,12 @@ MAX_HEADER_BYTES = 32 * 1024
 
 
 class ServiceProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol (httptools), closing a connection whose headers come too slowly, and
-    closing connections while the worker drains. It overrides three of the parser's callbacks and
-    sets the request cycle's ``keep_alive``: internals of uvicorn, whose version is pinned
-    (requirements/serve.txt) and whose seam tests/http/test_abuse.py and test_operations.py cover."""
+    """uvicorn's HTTP protocol (httptools), closing a connection whose headers come too slowly or
+    are too large, telling the request running when its client goes away, writing each answer in
+    one write, and closing connections while the worker drains. It overrides the parser's
+    callbacks and protocol methods and sets the request cycle's ``keep_alive`` and
+    ``disconnected``: internals of uvicorn, whose version is pinned (requirements/serve.txt) and
+    whose seam tests/http/test_abuse.py, test_faults.py and test_operations.py cover."""
 
     def __init__(self, *args, headers_timeout: float, lifecycle: Lifecycle, **kwargs):
         super().__init__(*args, **kwargs)

@@ -173,6 +173,17 @@ def test_slow_clients_are_cut_off_with_408(small_models, tmp_path, samples):
         assert classify(running, samples[8].read_bytes()).json()["digit"] == 8
 
 
+def test_headers_over_the_limit_get_431_and_the_server_goes_on(server, samples):
+    """A request whose headers pass 32 KiB is answered 431 with a problem before it reaches the app,
+    and its connection is closed; the next request is served."""
+    head = b"POST /mnist/classify HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"X-Filler-%d: %s\r\n" % (n, b"a" * 1000) for n in range(40)) + b"\r\n"
+    answer = raw_exchange(server, [head], pause=0)
+    assert answer.startswith(b"HTTP/1.1 431") and b"application/problem+json" in answer
+    assert b"over 32768 bytes" in answer and answer.count(b"HTTP/1.1") == 1, answer
+    assert classify(server, samples[4].read_bytes()).json()["digit"] == 4
+
+
 def test_a_request_past_its_deadline_gets_504_and_the_server_goes_on(small_models, tmp_path, samples):
     """REQUEST_TIMEOUT_SECONDS: a batch of 40 one-megapixel photos takes longer than 0.1 s to
     normalise, so it is answered 504 at its deadline; once the work it started is done, the worker
