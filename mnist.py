@@ -28,13 +28,13 @@ PAGE = Path(__file__).resolve().parent / "web" / "index.html"
 SPEC = Path(__file__).resolve().parent / "models.yaml"
 
 
-async def _classifier(name: str | None) -> Classifier:
-    """The named model (NoSuchModel if none), waiting off the event loop while it loads (up to
-    MODEL_WAIT_SECONDS, then ModelNotReady)."""
-    slot = request.state.models.slot(name)
+async def _classifier(state, name: str | None) -> Classifier:
+    """The named model (NoSuchModel if none) of the worker whose request ``state`` is, waiting off
+    the event loop while it loads (up to MODEL_WAIT_SECONDS, then ModelNotReady)."""
+    slot = state.models.slot(name)
     if slot.classifier is not None:
         return slot.classifier
-    return await to_thread.run_sync(slot.get, request.state.settings.model_wait_seconds)
+    return await to_thread.run_sync(slot.get, state.settings.model_wait_seconds)
 
 
 def _upload_results(outcomes: list) -> list[Classified | UploadError]:
@@ -53,27 +53,29 @@ def _shown(answer: dict, outcome: Classified, show_input: bool) -> dict:
 async def classify(file, model=None, show_input=False):
     """POST /mnist/classify: one uploaded image -> its digit and class probabilities (and, asked
     show_input, what the model was given)."""
-    classifier = await _classifier(model)
+    state = request.state  # connexion's request is made anew at each use: once here
+    classifier = await _classifier(state, model)
     (result,) = _upload_results(await classifier.submit([file.file.read()], with_input=True))
     if isinstance(result, UploadError):
         raise result
-    answer = answers.answer(result.probabilities, classifier.metadata, request.state.settings.uncertain_below)
-    request.state.digits = [answer["digit"]]
+    answer = answers.answer(result.probabilities, classifier.metadata, state.settings.uncertain_below)
+    state.digits = [answer["digit"]]
     return _shown(answer, result, show_input), 200, JSON
 
 
 async def classify_batch(files, model=None, show_input=False):
     """POST /mnist/classify/batch: several images -> one result each, in order; an image that
     cannot be read gets its problem in its place."""
-    classifier = await _classifier(model)
+    state = request.state
+    classifier = await _classifier(state, model)
     outcomes = _upload_results(await classifier.submit([file.file.read() for file in files], with_input=True))
     readable = [outcome for outcome in outcomes if not isinstance(outcome, UploadError)]
     found = iter(answers.answers(np.stack([outcome.probabilities for outcome in readable]), classifier.metadata,
-                                 request.state.settings.uncertain_below) if readable else ())
+                                 state.settings.uncertain_below) if readable else ())
     results = [{"filename": file.filename, "error": problem(outcome)} if isinstance(outcome, UploadError)
                else {"filename": file.filename, **_shown(next(found), outcome, show_input)}
                for file, outcome in zip(files, outcomes)]
-    request.state.digits = [result["digit"] for result in results if "digit" in result]
+    state.digits = [result["digit"] for result in results if "digit" in result]
     return {"results": results, "model": classifier.metadata["name"],
             "model_version": classifier.metadata["version"]}, 200, JSON
 
@@ -137,10 +139,11 @@ def get_model_report(name):
 async def tf_serving_predict(name, body):
     """POST /v1/models/{name}:predict: TensorFlow Serving's REST predict API; its errors are
     answered as TF Serving's ``{"error": ...}`` (server.service_error)."""
-    classifier = await _classifier(name)
-    items, key = tf_serving.parse_predict_request(body, request.state.settings.max_instances)
+    state = request.state
+    classifier = await _classifier(state, name)
+    items, key = tf_serving.parse_predict_request(body, state.settings.max_instances)
     probabilities = tf_serving.probabilities(await classifier.submit(items))
-    request.state.digits = probabilities.argmax(axis=1).tolist()
+    state.digits = probabilities.argmax(axis=1).tolist()
     return tf_serving.predict_response(probabilities, key), 200, JSON
 
 
@@ -199,11 +202,12 @@ async def open_inference_infer(name, version=None):
     body JSON or, by the binary tensor data extension, a JSON header and raw tensor bytes (read here
     whole: connexion validates only a JSON body, mnist_service.open_inference parses both)."""
     _served_slot(name, version)
+    state = request.state
     parsed = open_inference.parse_infer_request(await request.body(), request.headers.get(open_inference.HEADER_LENGTH),
-                                                request.state.settings.max_instances)
-    classifier = await _classifier(name)
+                                                state.settings.max_instances)
+    classifier = await _classifier(state, name)
     probabilities = open_inference.probabilities(await classifier.submit(parsed.items))
-    request.state.digits = probabilities.argmax(axis=1).tolist()
+    state.digits = probabilities.argmax(axis=1).tolist()
     body, headers = open_inference.infer_response(probabilities, parsed, classifier.metadata)
     return body, 200, headers
 

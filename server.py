@@ -85,7 +85,7 @@ def create_app(settings: Settings) -> connexion.AsyncApp:
     app.add_error_handler(ProblemException, connexion_problem)
     app.add_error_handler(HTTPException, connexion_problem)
     app.add_middleware(RequestObserver, position=MiddlewarePosition.BEFORE_EXCEPTION)
-    app.add_middleware(RequestLimits, position=MiddlewarePosition.BEFORE_SWAGGER,
+    app.add_middleware(RequestLimits, position=MiddlewarePosition.BEFORE_ROUTING,
                        max_bytes=settings.max_upload_bytes, body_timeout=settings.body_timeout_seconds,
                        request_timeout=settings.request_timeout_seconds)
     app.settings, app.lifecycle = settings, lifecycle

@@ -31,3 +31,21 @@ def test_validation_answers_each_request_on_its_own(tmp_path):
         assert missing.status_code == 400 and "'file'" in missing.json()["detail"]
         batch = client.post("/mnist/classify/batch", files=[("files", ("a.png", b"x"))] * 65)
         assert batch.status_code == 400, batch.text
+
+
+def test_swagger_ui_and_the_spec_are_served_and_other_paths_pass_it_by(tmp_path):
+    app = create_app(Settings(model_dir=tmp_path))
+    client = app.test_client()
+    assert client.get("/openapi.json").json()["info"]["title"]
+    assert "swagger-ui" in client.get("/ui/").text
+    assert client.get("/ui/swagger-ui.css").status_code == 200
+    assert client.get("/ui", follow_redirects=False).status_code == 307
+    assert client.get("/health/live").json() == {"status": "alive"}
+    assert client.get("/no/such/route").status_code == 404
+
+
+def test_a_media_type_the_operation_does_not_take_is_refused_each_time(tmp_path):
+    client = create_app(Settings(model_dir=tmp_path)).test_client()
+    for _ in range(2):
+        refused = client.post("/mnist/classify", content=b"{}", headers={"Content-Type": "application/json"})
+        assert refused.status_code == 415 and "multipart/form-data" in refused.json()["detail"]
