@@ -16,7 +16,9 @@ part without a name, bytes that are not multipart) are 400 problems here, as is 
 where the spec wants a file, and a JSON body that is not UTF-8 text or is nested too deeply
 (connexion's decode and parse errors were a 500; :class:`TextJSONRequestBodyValidator`); a JSON
 body with the Open Inference Protocol's binary tensor data after it is a 415 that says how to send
-it. What is accepted otherwise and the problems answered are connexion's own; versions are pinned
+it. A body streamed without a Content-Length (chunked), which connexion refused as missing, is
+validated like any other (:class:`StreamedBodies`). What is accepted otherwise and the problems
+answered are connexion's own; versions are pinned
 in requirements.txt, and tests/unit/test_validators.py checks the hand-over.
 """
 
@@ -142,7 +144,22 @@ def without_file_items(schema: dict) -> dict:
     return {**schema, "properties": properties} if properties else schema
 
 
-class OnceBuiltMultiPartValidator(MultiPartFormDataValidator):
+class StreamedBodies:
+    """A body validator's mixin for bodies sent without a Content-Length (``Transfer-Encoding:
+    chunked``, as clients stream uploads): connexion 3.3 takes a missing Content-Length for a
+    missing body and refuses them with 400 "RequestBody is required". Its check is shown a length,
+    the rest of its validation is its own, and the request goes on with its own headers."""
+
+    async def wrap_receive(self, receive, *, scope):
+        headers = Headers(scope=scope)
+        if "content-length" in headers or "transfer-encoding" not in headers:
+            return await super().wrap_receive(receive, scope=scope)
+        shown = {**scope, "headers": [*scope["headers"], (b"content-length", b"1")]}
+        receive, _ = await super().wrap_receive(receive, scope=shown)
+        return receive, scope
+
+
+class OnceBuiltMultiPartValidator(StreamedBodies, MultiPartFormDataValidator):
     """connexion's multipart/form-data body validator with one schema validator per body schema,
     which parses with MultipartFormParser, leaves the form for the handler (see the module's
     docstring) and refuses a text field where the spec wants a file."""
@@ -167,7 +184,7 @@ class OnceBuiltMultiPartValidator(MultiPartFormDataValidator):
         return validator_for(self._schema, Draft4RequestValidator, without_file_items)
 
 
-class TextJSONRequestBodyValidator(JSONRequestBodyValidator):
+class TextJSONRequestBodyValidator(StreamedBodies, JSONRequestBodyValidator):
     """connexion's JSON body validator, with a 400 problem for a body that is not text in its
     encoding, or JSON nested deeper than the json module parses: connexion 3.3 decodes and parses
     it unguarded, and its UnicodeDecodeError or RecursionError was answered 500. A JSON body that

@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 
 import httpx
 import numpy as np
@@ -251,3 +252,33 @@ def test_show_input_in_a_batch_is_given_for_each_image_read(server, samples):
     np.testing.assert_array_equal(shown_pixels(results[0]), normalise.upload_to_pixels(samples[3].read_bytes()))
     assert "input" not in results[1] and results[1]["error"]["status"] == 415
     assert "input" not in classify_batch(server, parts[:1]).json()["results"][0]
+
+
+def test_uploads_streamed_without_a_content_length_are_classified(server, samples):
+    """A client that streams its upload (Transfer-Encoding: chunked, no Content-Length) is answered
+    like any other, on the single, batch and TF Serving routes."""
+    boundary = "streamed"
+
+    def parts(field, images):
+        for n, content in enumerate(images):
+            yield (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{n}.png"\r\n'
+                   "Content-Type: image/png\r\n\r\n").encode()
+            yield content
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    one = httpx.post(f"{server.url}/mnist/classify", content=parts("file", [samples[3].read_bytes()]),
+                     headers=headers, timeout=30)
+    assert one.request.headers.get("transfer-encoding") == "chunked" and "content-length" not in one.request.headers
+    assert one.status_code == 200 and one.json()["digit"] == 3, one.text
+    batch = httpx.post(f"{server.url}/mnist/classify/batch",
+                       content=parts("files", [samples[n].read_bytes() for n in (5, 6)]), headers=headers, timeout=30)
+    assert [result["digit"] for result in batch.json()["results"]] == [5, 6], batch.text
+    pixels = normalise.upload_to_pixels(samples[2].read_bytes())
+    body = json.dumps({"instances": [model_input.to_model_input(pixels[None])[0].tolist()]}).encode()
+    predicted = httpx.post(f"{server.url}/v1/models/mnist-cnn:predict", content=iter([body[:100], body[100:]]),
+                           headers={"Content-Type": "application/json"}, timeout=30)
+    assert predicted.status_code == 200 and int(np.argmax(predicted.json()["predictions"][0])) == 2, predicted.text
+    missing = httpx.post(f"{server.url}/mnist/classify", content=iter([b""]), headers=headers, timeout=30)
+    assert missing.status_code == 400, missing.text
