@@ -5,13 +5,16 @@ Where a change goes:
 
 Serving, in the order a request meets it
     settings      every server setting, read once from the environment, typed and checked
-    worker        the gunicorn worker: uvicorn's, with the drain on SIGTERM and a headers deadline
-    lifecycle     serving, then draining: what readiness and the admission ask
-    admission     load shedding at the door (MAX_IN_FLIGHT); Connection: close while draining
+    worker        the gunicorn worker: uvicorn's, with the drain on SIGTERM, a headers deadline and
+                  size limit, and each answer in one write
+    lifecycle     serving, then draining: what readiness and the worker ask
+    admission     the door: MAX_IN_FLIGHT requests run, the next wait in line, the rest are shed
     middleware    request ids, the JSON access log, request metrics; each request's limits of
                   size and time (upload bytes, body time, processing deadline)
+    operations    connexion's per-operation work (handler decorators, parameter validation) built
+                  once, and Swagger UI's router only for its own paths
     validators    connexion's request validation, each schema validator built once, multipart
-                  bodies parsed once
+                  bodies parsed once, streamed (chunked) bodies accepted
     registry      the models of the model folder in each worker, loaded in the background
     batching      the micro-batcher every inference route goes through
     classifier    a loaded model: a request's pixel budget, its heavy lane for large images, the

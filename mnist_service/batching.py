@@ -12,7 +12,9 @@ While one batch runs, the next gathers by itself: requests that arrive meanwhile
 form it. ``max_wait`` (default 0) makes a batch that is not full wait that long for more
 requests before it runs; it delays a lone request by as much, so it is off by default. The
 batcher knows how many items it holds and how long an item has recently taken, so a caller can
-tell how long new items would wait (:meth:`MicroBatcher.expected_wait`) and shed them.
+tell how long new items would wait (:meth:`MicroBatcher.expected_wait`) and shed them. A request
+that stops waiting (its deadline passed) has its items taken out before they are decoded or run,
+and they stop counting at once; items already in the running batch count until it ends.
 """
 
 from __future__ import annotations
