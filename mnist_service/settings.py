@@ -118,7 +118,7 @@ class Settings:
         "MAX_IN_FLIGHT", 32, whole(1), "`32`",
         "Most inference requests (POST) a worker runs at once; the next ones wait in line for a slot.")
     max_queued: int = setting(
-        "MAX_QUEUED", 256, whole(0), "`256`",
+        "MAX_QUEUED", 512, whole(0), "`512`",
         "Most inference requests a worker lets wait in line past `MAX_IN_FLIGHT` (uvicorn stops reading a "
         "waiting request's body past 64 KiB); one more is shed at once: 503 with `Retry-After`.")
     max_queue_wait_ms: float = setting(
