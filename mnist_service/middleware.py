@@ -28,7 +28,6 @@ REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
-
 class BufferedLines(logging.StreamHandler):
     """A stream handler that writes its lines in one write a tenth of a second (or 256 lines)
     rather than one write each: under load, a write per request is a system call per request.
