@@ -87,3 +87,18 @@ def wait_for_failed_load(server, path: str, timeout: float = 120) -> httpx.Respo
         time.sleep(0.2)
     assert answer is not None, f"{path} never answered: {server.log_text()}"
     return answer
+
+
+def access_log(server, text_after: int = 0, until=lambda entries: True, timeout: float = 5) -> list[dict]:
+    """The access log's entries (JSON lines) of ``server``'s log after its first ``text_after``
+    characters, once ``until(entries)`` holds, or as they are when ``timeout`` seconds pass first: a
+    worker writes its lines a tenth of a second at a time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        # Split on newlines only: the fuzzer's paths may hold other characters splitlines() splits on;
+        # what follows the last newline may be a line still being written.
+        entries = [json.loads(line) for line in server.log_text()[text_after:].split("\n")[:-1]
+                   if line.startswith('{"time"')]
+        if until(entries) or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.05)

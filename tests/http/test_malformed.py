@@ -6,13 +6,12 @@ has no 5xx and no traceback."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
 from tests import malformed
-from tests.helpers import assert_problem, classify, classify_batch
+from tests.helpers import access_log, assert_problem, classify, classify_batch
 from tools.readiness import worker_pids
 
 CASES = malformed.corpus()
@@ -73,6 +72,7 @@ def test_the_server_is_unharmed_after_them(server, before, samples):
     log = server.log_text()[before["log_offset"] :]
     for sign in ("SIGKILL", "WORKER TIMEOUT", "Booting worker", "Worker exiting", "Traceback"):
         assert sign not in log, f"the server log says {sign!r}:\n{log[-3000:]}"
-    statuses = [json.loads(line)["status"] for line in log.splitlines() if line.startswith('{"time"')]
+    entries = access_log(server, before["log_offset"], until=lambda entries: len(entries) >= len(CASES) + 2)
+    statuses = [entry["status"] for entry in entries]
     assert len(statuses) >= len(CASES) + 2, "every request was logged"
     assert max(statuses) < 500, [status for status in statuses if status >= 500]

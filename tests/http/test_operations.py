@@ -11,7 +11,16 @@ import httpx
 import pytest
 
 from tests.conftest import WITHOUT_TENSORFLOW, gunicorn, wait_until_ready
-from tests.helpers import assert_problem, classify, copy_model, copy_model_broken, get, metric, wait_for_failed_load
+from tests.helpers import (
+    access_log,
+    assert_problem,
+    classify,
+    copy_model,
+    copy_model_broken,
+    get,
+    metric,
+    wait_for_failed_load,
+)
 from tools.readiness import worker_pids
 
 
@@ -168,8 +177,8 @@ def test_request_ids_are_echoed_or_made_and_logged_as_json(server, samples):
     assert mine.headers["x-request-id"] == "client-id-42"
     made = classify(server, samples[6].read_bytes()).headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", made)
-    time.sleep(0.2)
-    entries = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
+    entries = access_log(server, until=lambda entries: {"client-id-42", made} <= {entry["request_id"]
+                                                                                for entry in entries})
     entry = next(entry for entry in entries if entry["request_id"] == "client-id-42")
     assert entry["route"] == "mnist.classify" and entry["status"] == 200 and entry["method"] == "POST"
     assert entry["digits"] == [6] and entry["latency_ms"] > 0
