@@ -43,7 +43,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from tools import stack_floor
@@ -201,22 +200,6 @@ def stop(server: subprocess.Popen) -> None:
     server.wait(timeout=60)
 
 
-def wait_for_stack_floor(url: str, server: subprocess.Popen, body: bytes, streak: int, log: Path) -> None:
-    """Post ``body`` to the stack floor until it answers 200 ``streak`` times in a row, each on a new
-    connection so that every worker has answered (it has no readiness route)."""
-    started, answered = time.monotonic(), 0
-    while answered < streak:
-        if server.poll() is not None or time.monotonic() - started > 60:
-            sys.exit(f"the stack floor did not serve: see {log}")
-        try:
-            ok = httpx.post(url, content=body, timeout=10, headers={
-                "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}).status_code == 200
-        except httpx.TransportError:
-            ok = False
-        answered = answered + 1 if ok else 0
-        time.sleep(0.02)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -280,13 +263,17 @@ def main() -> int:
 
     # The floor runs alone, after the service has stopped, so that the two do not share the cores.
     floor_port = free_port()
-    floor_url = f"http://127.0.0.1:{floor_port}/mnist/classify"
+    floor_base = f"http://127.0.0.1:{floor_port}"
+    floor_url = f"{floor_base}/mnist/classify"
     floor_log_path = folder / "stack-floor.log"
     floor_log = open(floor_log_path, "w")
     floor_server = subprocess.Popen(stack_floor.command(floor_port, workers), cwd=ROOT, env=os.environ.copy(),
                                     stdout=floor_log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for_stack_floor(floor_url, floor_server, single_body, 10 * workers, floor_log_path)
+        try:
+            wait_until_ready(floor_base, floor_server, timeout=60, streak=10 * workers)
+        except RuntimeError as error:
+            sys.exit(f"the stack floor did not serve ({error}): see {floor_log_path}")
         run_wrk(wrk, floor_url, single, 8, 2)  # warm-up
         floor_result = run_wrk(wrk, floor_url, single, most, args.duration)
     finally:

@@ -11,7 +11,8 @@ parse the multipart body with Starlette (``await request.form()``), decode the u
 Pillow into 8-bit grey pixels, and answer a small JSON written by orjson (the image's size and
 mean pixel). No model, no normalisation, no connexion, no middleware, no limits: what the server
 would cost if the service added nothing. tools/benchmark.py (`make bench`) serves it after the
-service, with the same wrk script, and prints the service's throughput as a share of it.
+service, with the same wrk script, and prints the service's throughput as a share of it; its
+``GET /health/ready`` lets the benchmark wait for it as it waits for the service.
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ async def classify(request: Request) -> Response:
                     media_type="application/json")
 
 
-app = Starlette(routes=[Route("/mnist/classify", classify, methods=["POST"])])
+async def ready(_request: Request) -> Response:
+    """Ready as soon as it answers: there is nothing to load (for tools.readiness, as the service)."""
+    return Response(b'{"status":"ready"}', media_type="application/json")
+
+
+app = Starlette(routes=[Route("/mnist/classify", classify, methods=["POST"]), Route("/health/ready", ready)])
 
 
 def command(port: int, workers: int | None = None) -> list[str]:
